@@ -1,0 +1,18 @@
+"""fairnoise: Debiased Noise Editing for fairer classification with frozen foundation models.
+
+One universal edit (additive noise or a mask), learned once and applied to every input
+before a frozen encoder, so that its embeddings stop carrying a sensitive attribute as a
+shortcut. :class:`DebiasedNoiseTransformer` learns it with gradients (white-box encoder).
+"""
+
+from .dne import DebiasedNoiseTransformer
+from .encoders import CallableEncoder, TorchEncoder
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CallableEncoder",
+    "DebiasedNoiseTransformer",
+    "TorchEncoder",
+    "__version__",
+]

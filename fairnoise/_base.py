@@ -1,0 +1,363 @@
+"""Estimator plumbing shared by the white-box and black-box noise transformers.
+
+The public classes read top to bottom as the method: validate → probe → optimise → store.
+This module holds everything but the optimiser: input validation (NumPy, torch, pandas,
+memmaps), group encoding, the sensitive-attribute probe, metadata routing, ``transform``
+and feature names.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from abc import abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .edits import EDITS, NoiseSpace, apply_numpy, input_mean
+from .encoders import CallableEncoder, TorchEncoder, check_encoder
+from .objectives import OBJECTIVES
+from .probe import TorchProbe, check_probe, fit_probe
+
+_NO_GROUPS_WARNING = (
+    "{cls}.fit was called without sensitive_features, so no edit was learned (zero noise, "
+    "a mask of ones) and transform only applies the encoder. Pass the groups directly as "
+    "fit(X, y, sensitive_features=a); through a Pipeline or GridSearchCV as "
+    "fit(X, y, <step name>__sensitive_features=a); or with metadata routing on "
+    "(sklearn.set_config(enable_metadata_routing=True)) as fit(X, y, sensitive_features=a)."
+)
+
+# rows per chunk when scanning or transforming inputs that may be memory-mapped
+_CHUNK = 1024
+
+
+def encode_groups(sensitive_features: Any, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes ``0..K-1`` and the group labels; several columns form intersectional groups.
+
+    Returns ``(codes, classes)`` where ``classes`` is a 1-D array of labels, or of tuples
+    (one entry per column) when ``sensitive_features`` has several columns.
+    """
+    if isinstance(sensitive_features, (pd.DataFrame, pd.Series)):
+        values = sensitive_features.to_numpy()
+    elif isinstance(sensitive_features, torch.Tensor):
+        values = sensitive_features.detach().cpu().numpy()
+    else:
+        values = np.asarray(sensitive_features)
+    if values.ndim == 0 or values.ndim > 2:
+        raise ValueError(
+            "sensitive_features must be 1-D (one attribute) or 2-D (one column per "
+            f"attribute); got an array of shape {values.shape}."
+        )
+    if len(values) != n_samples:
+        raise ValueError(
+            f"sensitive_features has {len(values)} entries but X has {n_samples} samples; "
+            "they must be aligned row by row."
+        )
+    if pd.isna(pd.DataFrame(values.reshape(n_samples, -1))).to_numpy().any():
+        raise ValueError("sensitive_features contains missing values (NaN or None).")
+    if values.ndim == 2 and values.shape[1] > 1:
+        rows = [tuple(r) for r in values.tolist()]
+        keys = pd.Series(rows, dtype=object)
+        codes, uniques = pd.factorize(keys, sort=True)
+        classes = np.empty(len(uniques), dtype=object)
+        classes[:] = list(uniques)
+    else:
+        codes, classes = pd.factorize(pd.Series(values.ravel()), sort=True)
+        classes = np.asarray(classes)
+    if len(classes) < 2:
+        raise ValueError(
+            f"sensitive_features holds a single group ({classes[0]!r}); at least two groups "
+            "are needed to learn a debiasing edit."
+        )
+    return codes.astype(np.int64), classes
+
+
+def _check_y_classes(y: Any, n_samples: int) -> np.ndarray:
+    """Class codes of ``y`` for the class-conditional adversary."""
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n_samples:
+        raise ValueError(
+            f"y must be 1-D with one label per sample ({n_samples}); got shape {y.shape}."
+        )
+    codes, classes = pd.factorize(pd.Series(y), sort=True)
+    if (codes < 0).any():
+        raise ValueError("y contains missing values.")
+    if len(classes) > max(20, n_samples // 10):
+        raise ValueError(
+            f"y has {len(classes)} distinct values; the class-conditional adversary needs "
+            "class labels. Pass conditional=False (or no y) for a continuous target."
+        )
+    return codes.astype(np.int64)
+
+
+class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
+    """Shared base of :class:`DebiasedNoiseTransformer` and :class:`GeZONoiseTransformer`.
+
+    Subclasses implement :meth:`_optimise`, which learns the edit's parameter against the
+    fitted probe, and list their own parameters in ``__init__``.
+    """
+
+    # the class requests sensitive_features by default: routing works without
+    # set_fit_request(sensitive_features=True)
+    __metadata_request__fit = {"sensitive_features": True}
+
+    _parameter_constraints: dict = {
+        "encoder": [None, "callable", TorchEncoder, CallableEncoder],
+        "output": [StrOptions({"embeddings", "images"})],
+        "edit": [StrOptions(set(EDITS))],
+        "objective": [StrOptions(set(OBJECTIVES))],
+        "lambda_reg": [Interval(numbers.Real, 0, None, closed="left")],
+        "noise_resolution": [None, Interval(numbers.Integral, 1, None, closed="left"), tuple],
+        "channel_shared": ["boolean"],
+        "max_norm": [None, Interval(numbers.Real, 0, None, closed="neither")],
+        "sa_probe": [None, object],
+        "conditional": ["boolean"],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # -- fit ------------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None, *, sensitive_features: Any = None) -> BaseNoiseTransformer:
+        """Learn the universal edit that hides ``sensitive_features`` from the encoder.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, [C,] H, W)
+            Feature vectors (``encoder=None``) or images; NumPy arrays, memmaps (read in
+            batches), torch tensors, or a pandas DataFrame of features.
+        y : array-like of shape (n_samples,), default=None
+            Task labels. Optional; with ``conditional=True`` they make the adversary
+            class-conditional (hide the group information beyond what ``y`` explains).
+        sensitive_features : array-like of shape (n_samples,) or (n_samples, n_attributes)
+            Group labels of any hashable type; several columns are combined into their
+            intersection. Without them no edit is learned and a warning says how to pass them.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+        """
+        self._validate_params()
+        X = self._validate_X(X, reset=True)
+        self._encoder = self._check_encoder()
+        n_samples = len(X)
+        self._seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        self._space = self._noise_space()
+        self._fill = self._compute_fill(X)
+
+        if sensitive_features is None:
+            warnings.warn(_NO_GROUPS_WARNING.format(cls=type(self).__name__), UserWarning,
+                          stacklevel=2)
+            self._store_identity(X)
+            return self
+
+        a, self.classes_sensitive_ = encode_groups(sensitive_features, n_samples)
+        ycode = (_check_y_classes(y, n_samples) if (y is not None and self.conditional)
+                 else np.zeros(n_samples, np.int64))
+        Z = self._embed(X)
+        self.n_features_out_ = Z.shape[1]
+        probe = self._fit_probes(Z, a, ycode)
+        prior = self._priors(a, ycode)
+        self._optimise(X, a, ycode, probe, prior)
+        return self
+
+    def _fit_probes(self, Z: np.ndarray, a: np.ndarray, ycode: np.ndarray) -> TorchProbe:
+        """Step 1: the probe g on clean embeddings, one per class of ``y`` when conditional."""
+        base = check_probe(self.sa_probe)
+        K = len(self.classes_sensitive_)
+        n_classes = int(ycode.max()) + 1
+        probes, present = [], np.zeros((n_classes, K), bool)
+        for j in range(n_classes):
+            sel = ycode == j
+            present[j, np.unique(a[sel])] = True
+            probes.append(fit_probe(base, Z[sel], a[sel]) if present[j].sum() > 1 else None)
+        self.sa_probe_ = probes[0] if n_classes == 1 else dict(enumerate(probes))
+        return TorchProbe(probes, K, present, self._torch_device())
+
+    @staticmethod
+    def _priors(a: np.ndarray, ycode: np.ndarray) -> np.ndarray:
+        """Per-class group distribution ``π(a | y)`` (``n_classes × K``)."""
+        K = int(a.max()) + 1
+        counts = np.zeros((int(ycode.max()) + 1, K))
+        np.add.at(counts, (ycode, a), 1.0)
+        return (counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    @abstractmethod
+    def _optimise(self, X: np.ndarray, a: np.ndarray, ycode: np.ndarray, probe: TorchProbe,
+                  prior: np.ndarray) -> None:
+        """Step 2: learn the edit; set ``noise_``, ``mask_``, ``loss_curve_``, ``n_iter_``."""
+
+    def _store(self, theta: torch.Tensor) -> None:
+        """Store the learned parameter and its full-resolution NumPy form."""
+        self.noise_param_ = theta.detach().cpu().numpy().copy()
+        self.noise_, self.mask_ = self._space.full_arrays(theta, self._fill)
+
+    def _store_identity(self, X: np.ndarray) -> None:
+        self._store(self._space.init_param())
+        self.sa_probe_ = None
+        self.classes_sensitive_ = None
+        self.loss_curve_ = []
+        self.n_iter_ = 0
+        self.n_features_out_ = (
+            self.n_features_in_ if self._encoder is None
+            else self._encoder_embed(self._read(X, np.arange(min(1, len(X))))).shape[1]
+        )
+
+    # -- validation -------------------------------------------------------------------------
+    def _check_encoder(self) -> TorchEncoder | CallableEncoder | None:
+        return check_encoder(self.encoder)
+
+    def _noise_space(self) -> NoiseSpace:
+        shape = self.input_shape_
+        res = self.noise_resolution
+        if res is not None:
+            if len(shape) < 2:
+                raise ValueError(
+                    "noise_resolution applies to images; the inputs are feature vectors "
+                    f"of shape {shape}. Leave noise_resolution=None."
+                )
+            res = (res, res) if isinstance(res, numbers.Integral) else tuple(res)
+            if len(res) != 2 or not all(isinstance(r, numbers.Integral) and r >= 1 for r in res):
+                raise ValueError(
+                    f"noise_resolution must be an int or an (h, w) pair of ints; got {res!r}."
+                )
+            res = (min(res[0], shape[-2]), min(res[1], shape[-1]))
+        if self.max_norm is not None and self.edit != "additive":
+            raise ValueError(
+                f"max_norm bounds the additive noise; it has no meaning for edit={self.edit!r}."
+            )
+        return NoiseSpace(tuple(shape), self.edit, res, self.channel_shared)
+
+    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
+        """Validate inputs once, at the edge; memmaps stay lazy."""
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+        ndim = X.ndim if hasattr(X, "ndim") and hasattr(X, "shape") else np.asarray(X).ndim
+        if ndim == 2 and not isinstance(X, np.memmap):
+            X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+            shape = X.shape[1:]
+        else:
+            if isinstance(X, (pd.DataFrame, list)) or not isinstance(X, np.ndarray):
+                X = np.asarray(X)
+            if X.ndim not in (2, 3, 4):
+                raise ValueError(
+                    "X must be 2-D (n_samples, n_features) or images (n_samples, H, W) / "
+                    f"(n_samples, C, H, W); got an array of shape {X.shape}."
+                )
+            if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+                raise TypeError(f"X must hold real numbers; got dtype {X.dtype}.")
+            if len(X) == 0:
+                raise ValueError("X has 0 samples; at least one is required.")
+            shape = X.shape[1:]
+            if np.issubdtype(X.dtype, np.floating):
+                for start in range(0, len(X), _CHUNK):
+                    if not np.isfinite(X[start : start + _CHUNK]).all():
+                        raise ValueError("X contains NaN or infinity.")
+            if reset:
+                self.n_features_in_ = int(np.prod(shape))
+        if self.encoder is None and len(shape) != 1:
+            raise ValueError(
+                "With encoder=None the inputs are feature vectors and X must be 2-D; got "
+                f"shape {(len(X), *shape)}. Pass an encoder for images (torch.nn.Flatten() "
+                "works on raw pixels)."
+            )
+        if reset:
+            self.input_shape_ = tuple(int(s) for s in shape)
+        elif tuple(shape) != self.input_shape_:
+            raise ValueError(
+                f"X has samples of shape {tuple(shape)}, but {type(self).__name__} was fitted "
+                f"on samples of shape {self.input_shape_}."
+            )
+        return X
+
+    # -- helpers used by the optimisers ----------------------------------------------------------
+    def _torch_device(self) -> torch.device:
+        enc = getattr(self, "_encoder", None)
+        return enc.torch_device if isinstance(enc, TorchEncoder) else torch.device("cpu")
+
+    @staticmethod
+    def _read(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` of ``X`` as float32 (memmaps are read only here)."""
+        return np.asarray(X[idx], dtype=np.float32)
+
+    def _iter_chunks(self, X: np.ndarray, size: int | None = None) -> Iterator[np.ndarray]:
+        size = size or max(self.batch_size, _CHUNK)
+        for start in range(0, len(X), size):
+            yield np.asarray(X[start : start + size])
+
+    def _compute_fill(self, X: np.ndarray) -> np.ndarray:
+        """Mean training input (only the masked edit uses it as its fixed fill)."""
+        if self.edit != "masked":
+            return np.zeros((1,) * len(self.input_shape_), np.float32)
+        total = np.zeros(self.input_shape_, np.float64)
+        for chunk in self._iter_chunks(X):
+            total += chunk.sum(axis=0, dtype=np.float64)
+        return input_mean(total / len(X), self.input_shape_)
+
+    def _encoder_embed(self, Xb: np.ndarray) -> np.ndarray:
+        if self._encoder is None:
+            return Xb
+        return self._encoder.embed(Xb)
+
+    def _embed(self, X: np.ndarray, noise: np.ndarray | None = None,
+               mask: np.ndarray | None = None) -> np.ndarray:
+        """φ(edit(X)) chunk by chunk (φ(X) when ``noise`` is None)."""
+        out = []
+        for chunk in self._iter_chunks(X):
+            xb = chunk.astype(np.float32, copy=False) if self._encoder is not None else chunk
+            if noise is not None:
+                xb = apply_numpy(xb, noise, mask)
+            out.append(self._encoder_embed(xb))
+        return np.concatenate(out)
+
+    # -- transform ------------------------------------------------------------------------------
+    def transform(self, X: Any) -> np.ndarray:
+        """Apply the learned edit, then the encoder (``output="embeddings"``).
+
+        Parameters
+        ----------
+        X : array-like of the same per-sample shape as in ``fit``
+
+        Returns
+        -------
+        Xt : ndarray
+            ``φ(edit(X))`` of shape (n_samples, n_features_out_) for ``output="embeddings"``,
+            or ``edit(X)`` with the shape of ``X`` for ``output="images"``.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        self._encoder = self._check_encoder()
+        if self.output == "images":
+            return np.concatenate([
+                apply_numpy(c.astype(np.float32, copy=False) if c.dtype.kind != "f" else c,
+                            self.noise_, self.mask_)
+                for c in self._iter_chunks(X)
+            ])
+        return self._embed(X, self.noise_, self.mask_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Output feature names: the input names in feature mode, else ``<class>0..``."""
+        check_is_fitted(self)
+        if self.output == "images":
+            raise ValueError("output='images' returns images, which have no feature names.")
+        if self.encoder is None:
+            from sklearn.utils.validation import _check_feature_names_in
+
+            return _check_feature_names_in(self, input_features)
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    def __sklearn_tags__(self):  # noqa: ANN204
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.allow_nan = False
+        return tags

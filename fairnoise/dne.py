@@ -1,0 +1,314 @@
+"""White-box Debiased Noise Editing: the edit is learned with gradients through φ."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+from tqdm.auto import tqdm
+
+from ._base import BaseNoiseTransformer
+from .encoders import CallableEncoder, TorchEncoder
+from .objectives import OBJECTIVES
+from .probe import TorchProbe
+
+__all__ = ["DebiasedNoiseTransformer", "minimise_minibatch"]
+
+
+def minimise_minibatch(
+    batch_loss: Callable[[np.ndarray, torch.Tensor], torch.Tensor],
+    theta: torch.Tensor,
+    n_samples: int,
+    *,
+    batch_size: int,
+    learning_rate: float,
+    max_epochs: int,
+    tol: float,
+    n_iter_no_change: int,
+    project: Callable[[torch.Tensor], Any],
+    generator: torch.Generator,
+    verbose: bool = False,
+) -> tuple[torch.Tensor, list[float]]:
+    """Minibatch Adam on a parameter ``θ``, with projection and early stopping.
+
+    ``batch_loss(idx, θ)`` returns the differentiable loss of the samples ``idx``. An epoch
+    visits every sample once in a fresh random order drawn from ``generator``. Training
+    stops after ``max_epochs``, or once the epoch loss has not improved on the best by more
+    than ``tol`` for ``n_iter_no_change`` epochs in a row.
+
+    Returns the parameter and the mean loss of each epoch.
+    """
+    theta = theta.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([theta], lr=learning_rate)
+    curve: list[float] = []
+    best, stale = np.inf, 0
+    bar = tqdm(range(max_epochs), desc="fitting noise", disable=not verbose, leave=False)
+    for _ in bar:
+        order = torch.randperm(n_samples, generator=generator).numpy()
+        total = torch.zeros((), device=theta.device)  # summed on device: no per-step sync
+        for start in range(0, n_samples, batch_size):
+            idx = order[start : start + batch_size]
+            loss = batch_loss(idx, theta)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                project(theta)
+            total += loss.detach() * len(idx)
+        curve.append(float(total) / n_samples)
+        bar.set_postfix(loss=f"{curve[-1]:.4f}")
+        if curve[-1] < best - tol:
+            best, stale = curve[-1], 0
+        else:
+            stale += 1
+            if stale >= n_iter_no_change:
+                break
+    return theta.detach(), curve
+
+
+class DebiasedNoiseTransformer(BaseNoiseTransformer):
+    r"""Learn one universal input edit that hides a sensitive attribute from a frozen encoder.
+
+    Debiased Noise Editing (DNE; Jin et al., MICCAI 2024). Step 1 fits a probe
+    :math:`g` that predicts the group :math:`a` from the clean embeddings
+    :math:`\varphi(x)`. Step 2 learns the edit's parameter :math:`\theta` by minibatch
+    Adam through the frozen encoder:
+
+    .. math::
+
+        \min_\theta\; \mathbb{E}_{(x, a)}\big[\ell_{adv}(g(\varphi(\mathrm{edit}(x, \theta))), a)\big]
+        + \lambda \, R(\theta)
+
+    with :math:`\ell_{adv}` = ``objective`` and :math:`R` the edit's regulariser
+    (:math:`\|\varepsilon\|_2` for the additive noise, :math:`\|1 - m\|_1` for the mask).
+    The same edit is applied to every input at ``transform``, so no group labels are
+    needed at prediction time.
+
+    Parameters
+    ----------
+    encoder : None, torch.nn.Module or TorchEncoder, default=None
+        The frozen, differentiable encoder :math:`\varphi`. ``None`` means the inputs
+        already are embeddings (feature mode). Black-box callables belong to
+        :class:`~fairnoise.GeZONoiseTransformer`.
+    output : {"embeddings", "images"}, default="embeddings"
+        ``transform`` returns :math:`\varphi(\mathrm{edit}(X))` (2-D) or
+        :math:`\mathrm{edit}(X)` (same shape as ``X``).
+    edit : {"additive", "masked"}, default="additive"
+        ``"additive"``: :math:`x + \varepsilon` (the paper's). ``"masked"``:
+        :math:`m \odot x + (1 - m) \odot f` with a learned mask :math:`m \in [0, 1]` and
+        the training mean as fixed fill :math:`f`. In feature mode use ``"masked"``: an
+        additive shift of features cannot remove linearly decodable information.
+    objective : {"confusion", "neg_ce"}, default="confusion"
+        ``"confusion"``: :math:`KL(\pi \| g)` to the group prior :math:`\pi` (bounded,
+        minimal when the probe knows nothing beyond the base rate). ``"neg_ce"``: the
+        paper's negative cross-entropy (unbounded; kept for fidelity).
+    lambda_reg : float, default=1e-3
+        Weight :math:`\lambda` of the regulariser.
+    noise_resolution : int, (int, int) or None, default=None
+        Resolution ``(h, w)`` of the learned parameter grid, upsampled bilinearly to the
+        image size. ``None``: full resolution. Images only.
+    channel_shared : bool, default=True
+        One noise map (or mask) for all channels, as in the paper, or one per channel.
+    max_norm : float or None, default=None
+        Bound on :math:`\|\varepsilon\|_2` (additive edit), enforced by projection after
+        each step.
+    sa_probe : None, classifier or torch.nn.Module, default=None
+        The sensitive-attribute probe :math:`g`, fitted on standardised embeddings.
+        ``None``: multinomial ``LogisticRegression``. Any scikit-learn classifier exposing
+        ``coef_``/``intercept_`` works, and so does a module mapping embeddings to logits.
+    conditional : bool, default=True
+        When ``y`` is passed to ``fit``, fit one probe per class of ``y`` and confuse each
+        towards the group distribution within its class: remove the group information
+        beyond what the label explains (what equalized odds measures). Ignored without ``y``.
+    learning_rate : float, default=1e-2
+        Adam step size, in input units per step.
+    max_epochs : int, default=20
+        Maximum number of passes over the data.
+    batch_size : int, default=128
+        Inputs per gradient step.
+    tol : float, default=1e-4
+        Minimum decrease of the epoch loss that counts as an improvement.
+    n_iter_no_change : int, default=5
+        Stop after this many epochs without improvement.
+    device : {"auto", "cpu", "cuda", ...}, default="auto"
+        Device of the optimisation (used when ``encoder`` is a plain module).
+    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
+        Autocast precision of the encoder (used when ``encoder`` is a plain module).
+    random_state : int, RandomState instance or None, default=None
+        Seed of the minibatch order; fixed seeds give bit-identical results on CPU.
+    verbose : int, default=0
+        Show a progress bar with the current loss.
+
+    Attributes
+    ----------
+    noise_ : ndarray
+        The full-resolution noise added to every input (``"additive"``), or the fill
+        (``"masked"``); broadcastable against one input.
+    mask_ : ndarray or None
+        The full-resolution mask (``"masked"``), else ``None``.
+    noise_param_ : ndarray
+        The learned parameter at ``noise_resolution`` (noise, or ``1 - mask``).
+    sa_probe_ : Pipeline, dict or None
+        The probe the edit was optimised against (``StandardScaler`` → classifier); a dict
+        of probes keyed by class code of ``y`` when conditional; ``None`` when fitted
+        without groups.
+    classes_sensitive_ : ndarray
+        Group labels (tuples for several attributes), in code order.
+    n_features_in_ : int
+        Number of input features (pixels × channels for images).
+    feature_names_in_ : ndarray of str
+        Input column names, when ``X`` was a DataFrame with string columns.
+    input_shape_ : tuple of int
+        Shape of one input.
+    n_features_out_ : int
+        Dimension of the transform's output embeddings.
+    loss_curve_ : list of float
+        Mean training loss of each epoch.
+    n_iter_ : int
+        Number of epochs run.
+
+    See Also
+    --------
+    GeZONoiseTransformer : The same edit learned without encoder gradients (black-box).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fairnoise import DebiasedNoiseTransformer
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.integers(0, 2, 200)
+    >>> X = np.c_[rng.normal(size=(200, 3)), a + rng.normal(scale=0.1, size=200)]
+    >>> dne = DebiasedNoiseTransformer(edit="masked", random_state=0)
+    >>> Z = dne.fit_transform(X, sensitive_features=a)
+    >>> Z.shape
+    (200, 4)
+    >>> bool(dne.mask_[3] < dne.mask_[:3].min())  # the group column is masked most
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **BaseNoiseTransformer._parameter_constraints,
+        "encoder": [None, torch.nn.Module, TorchEncoder],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+        "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
+    }
+
+    def __init__(
+        self,
+        encoder: Any = None,
+        *,
+        output: str = "embeddings",
+        edit: str = "additive",
+        objective: str = "confusion",
+        lambda_reg: float = 1e-3,
+        noise_resolution: int | tuple[int, int] | None = None,
+        channel_shared: bool = True,
+        max_norm: float | None = None,
+        sa_probe: Any = None,
+        conditional: bool = True,
+        learning_rate: float = 1e-2,
+        max_epochs: int = 20,
+        batch_size: int = 128,
+        tol: float = 1e-4,
+        n_iter_no_change: int = 5,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        self.encoder = encoder
+        self.output = output
+        self.edit = edit
+        self.objective = objective
+        self.lambda_reg = lambda_reg
+        self.noise_resolution = noise_resolution
+        self.channel_shared = channel_shared
+        self.max_norm = max_norm
+        self.sa_probe = sa_probe
+        self.conditional = conditional
+        self.learning_rate = learning_rate
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_encoder(self) -> TorchEncoder | None:
+        if isinstance(self.encoder, CallableEncoder) or (
+            callable(self.encoder) and not isinstance(self.encoder, (torch.nn.Module, TorchEncoder))
+        ):
+            raise TypeError(
+                "DebiasedNoiseTransformer needs a differentiable encoder (a torch.nn.Module "
+                "or TorchEncoder); a plain callable gives no gradients. Use "
+                "GeZONoiseTransformer for black-box encoders."
+            )
+        if isinstance(self.encoder, torch.nn.Module):
+            return TorchEncoder(self.encoder, device=self.device, precision=self.precision,
+                                batch_size=self.batch_size)
+        return self.encoder
+
+    def _optimise(self, X: np.ndarray, a: np.ndarray, ycode: np.ndarray, probe: TorchProbe,
+                  prior: np.ndarray) -> None:
+        space, encoder = self._space, self._encoder
+        device = self._torch_device()
+        objective = OBJECTIVES[self.objective]
+        fill = torch.as_tensor(self._fill, device=device)
+        a_t = torch.as_tensor(a, device=device)
+        y_t = torch.as_tensor(ycode, device=device)
+        prior_t = torch.as_tensor(prior, device=device)
+        checked = False
+
+        def batch_loss(idx: np.ndarray, theta: torch.Tensor) -> torch.Tensor:
+            nonlocal checked
+            idx = np.sort(idx)  # sequential reads from memmaps; the loss is order-free
+            idx_t = torch.as_tensor(idx, device=device)
+            xb = torch.from_numpy(self._read(X, idx))
+            if device.type == "cuda":
+                xb = xb.pin_memory()
+            xe = space.apply(xb.to(device, non_blocking=True), theta, fill)
+            z = xe if encoder is None else encoder.forward(module, xe)
+            if not checked:
+                checked = True
+                if not z.requires_grad:
+                    raise TypeError(
+                        "the encoder's output carries no gradient with respect to its input "
+                        "(it detaches, or runs outside torch), so DebiasedNoiseTransformer "
+                        "cannot learn through it. Use GeZONoiseTransformer for black-box "
+                        "encoders."
+                    )
+            if z.ndim > 2:
+                z = z.reshape(len(z), -1)
+            logits = probe.logits(z, y_t[idx_t])
+            loss = objective(logits, a_t[idx_t], prior_t[y_t[idx_t]])
+            return loss + self.lambda_reg * space.penalty(theta)
+
+        generator = torch.Generator().manual_seed(self._seed)
+        theta0 = space.init_param().to(device)
+        project = lambda t: space.project(t, self.max_norm)  # noqa: E731
+        if encoder is None:
+            theta, curve = self._minimise(batch_loss, theta0, len(X), project, generator)
+        else:
+            with encoder.frozen() as module:
+                theta, curve = self._minimise(batch_loss, theta0, len(X), project, generator)
+        self._store(theta)
+        self.loss_curve_ = curve
+        self.n_iter_ = len(curve)
+
+    def _minimise(self, batch_loss, theta0, n_samples, project, generator):  # noqa: ANN001, ANN202
+        return minimise_minibatch(
+            batch_loss, theta0, n_samples, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, max_epochs=self.max_epochs, tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change, project=project, generator=generator,
+            verbose=bool(self.verbose),
+        )

@@ -1,0 +1,148 @@
+"""Universal input edits and their parametrisation.
+
+An edit maps a batch ``x`` and a small set of learned parameters to an edited batch of the
+same shape. The parameters live at ``noise_resolution`` and are upsampled bilinearly to
+the input size, so the search space can be orders of magnitude smaller than the input.
+
+``"additive"`` (the paper's edit)
+    ``edit(x) = x + ε``, with ``ε = up(θ)``; regulariser ``‖ε‖₂`` (Euclidean norm of the
+    full-resolution noise, in input units). ``max_norm`` projects ``ε`` back onto the ball
+    ``‖ε‖₂ ≤ max_norm`` after every step.
+
+``"masked"``
+    ``edit(x) = m ⊙ x + (1 − m) ⊙ f`` with ``m = 1 − up(r)``, ``r ∈ [0, 1]`` (projected after
+    every step) and a *fixed* fill ``f``: the per-channel (image) or per-feature (vector)
+    mean of the training inputs. Regulariser ``‖1 − m‖₁``, the number of input elements
+    masked, so it pushes the mask towards ones and keeps only the part that pays off.
+    The fill is fixed on purpose: a learned fill can move the objective without masking.
+
+A universal *additive* shift of feature vectors only moves a linear model's intercept, so
+it cannot remove linearly decodable information; in feature mode use ``"masked"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+EDITS = ("additive", "masked")
+
+
+@dataclass(frozen=True)
+class NoiseSpace:
+    """Where the edit's parameters live and how they reach the input resolution.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        Shape of one input: ``(D,)`` for vectors, ``(H, W)`` or ``(C, H, W)`` for images.
+    edit : {"additive", "masked"}
+    resolution : tuple of int or None
+        ``(h, w)`` of the parameter grid for images; ``None`` is full resolution.
+    channel_shared : bool
+        One map shared by all channels (the paper's choice) or one per channel.
+    """
+
+    input_shape: tuple[int, ...]
+    edit: str
+    resolution: tuple[int, int] | None
+    channel_shared: bool
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) >= 2
+
+    @property
+    def full_shape(self) -> tuple[int, ...]:
+        """Shape of the full-resolution noise, broadcastable against one input."""
+        if not self.is_image:
+            return self.input_shape
+        if len(self.input_shape) == 2:
+            return self.input_shape
+        c, h, w = self.input_shape
+        return (1 if self.channel_shared else c, h, w)
+
+    @property
+    def param_shape(self) -> tuple[int, ...]:
+        """Shape of the learned parameter (low resolution for images)."""
+        if not self.is_image:
+            return self.input_shape
+        h, w = self.resolution or self.input_shape[-2:]
+        return (*self.full_shape[:-2], h, w)
+
+    @property
+    def n_params(self) -> int:
+        return int(np.prod(self.param_shape))
+
+    def upsample(self, theta: torch.Tensor) -> torch.Tensor:
+        """Bilinear upsampling of a parameter (or a stack ``B×param_shape``) to full size."""
+        if not self.is_image or self.param_shape == self.full_shape:
+            return theta
+        lead = theta.shape[: theta.ndim - len(self.param_shape)]
+        grid = theta.reshape(-1, 1 if len(self.param_shape) == 2 else self.param_shape[0],
+                             *self.param_shape[-2:])
+        up = F.interpolate(grid, size=self.full_shape[-2:], mode="bilinear", align_corners=False)
+        return up.reshape(*lead, *self.full_shape)
+
+    def init_param(self) -> torch.Tensor:
+        """Zero noise / an all-ones mask: the identity edit."""
+        return torch.zeros(self.param_shape, dtype=torch.float32)
+
+    def project(self, theta: torch.Tensor, max_norm: float | None) -> torch.Tensor:
+        """Map a parameter back onto its feasible set (in place when possible)."""
+        if self.edit == "masked":
+            return theta.clamp_(0.0, 1.0)
+        if max_norm is not None:
+            norm = torch.linalg.vector_norm(self.upsample(theta))
+            if norm > max_norm:  # upsampling is linear, so scaling θ scales ε exactly
+                theta.mul_(max_norm / norm)
+        return theta
+
+    def penalty(self, theta: torch.Tensor) -> torch.Tensor:
+        """Regulariser: ``‖ε‖₂`` (additive) or ``‖1 − m‖₁`` (masked), full resolution."""
+        full = self.upsample(theta)
+        if self.edit == "masked":
+            return full.sum() * self._broadcast_factor()
+        return torch.linalg.vector_norm(full)
+
+    def _broadcast_factor(self) -> int:
+        # a channel-shared mask covers every channel of the input
+        if len(self.input_shape) == 3 and self.channel_shared:
+            return self.input_shape[0]
+        return 1
+
+    def apply(self, x: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+        """Edit a batch ``x`` (``N×input_shape``) with the parameter ``θ``."""
+        full = self.upsample(theta)
+        if self.edit == "masked":
+            return x - full * (x - fill)  # = m ⊙ x + (1 − m) ⊙ f with m = 1 − full
+        return x + full
+
+    def full_arrays(self, theta: torch.Tensor, fill: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The fitted state as NumPy: ``(noise_, mask_)`` at full resolution."""
+        with torch.no_grad():
+            full = self.upsample(theta).cpu().numpy().astype(np.float32)
+        if self.edit == "masked":
+            noise = np.broadcast_to(fill, np.broadcast_shapes(fill.shape, full.shape)).copy()
+            return noise, 1.0 - full
+        return full, None
+
+
+def apply_numpy(X: np.ndarray, noise: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The fitted edit on a NumPy batch; same arithmetic as :meth:`NoiseSpace.apply`."""
+    if mask is None:
+        return X + noise.astype(X.dtype, copy=False)
+    inv = (1.0 - mask).astype(X.dtype, copy=False)
+    return X - inv * (X - noise.astype(X.dtype, copy=False))
+
+
+def input_mean(X_mean: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """The masked edit's fill: per-channel mean for ``C×H×W`` images, else as given."""
+    if len(input_shape) == 3:
+        return X_mean.reshape(input_shape).mean(axis=(1, 2), keepdims=True).astype(np.float32)
+    if len(input_shape) == 2:
+        return np.full((1, 1), X_mean.mean(), dtype=np.float32)
+    return X_mean.astype(np.float32)

@@ -248,6 +248,12 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         else:
             if isinstance(X, (pd.DataFrame, list)) or not isinstance(X, np.ndarray):
                 X = np.asarray(X)
+            if X.ndim == 1:
+                raise ValueError(
+                    f"X must be 2-D or images; got a 1-D array of shape {X.shape}. Reshape "
+                    "your data with X.reshape(-1, 1) for one feature, or X.reshape(1, -1) "
+                    "for one sample."
+                )
             if X.ndim not in (2, 3, 4):
                 raise ValueError(
                     "X must be 2-D (n_samples, n_features) or images (n_samples, H, W) / "

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .edits import EDITS, NoiseSpace, apply_numpy, input_mean
 from .encoders import CallableEncoder, TorchEncoder, check_encoder
-from .objectives import OBJECTIVES
+from .objectives import OBJECTIVES, Adversary
 from .probe import TorchProbe, check_probe, fit_probe
 
 _NO_GROUPS_WARNING = (
@@ -166,8 +166,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         Z = self._embed(X)
         self.n_features_out_ = Z.shape[1]
         probe = self._fit_probes(Z, a, ycode)
-        prior = self._priors(a, ycode)
-        self._optimise(X, a, ycode, probe, prior)
+        adversary = Adversary(self.objective, probe, a, ycode, Z, self._torch_device())
+        self._optimise(X, adversary)
         return self
 
     def _fit_probes(self, Z: np.ndarray, a: np.ndarray, ycode: np.ndarray) -> TorchProbe:
@@ -183,17 +183,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         self.sa_probe_ = probes[0] if n_classes == 1 else dict(enumerate(probes))
         return TorchProbe(probes, K, present, self._torch_device())
 
-    @staticmethod
-    def _priors(a: np.ndarray, ycode: np.ndarray) -> np.ndarray:
-        """Per-class group distribution ``π(a | y)`` (``n_classes × K``)."""
-        K = int(a.max()) + 1
-        counts = np.zeros((int(ycode.max()) + 1, K))
-        np.add.at(counts, (ycode, a), 1.0)
-        return (counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)
-
     @abstractmethod
-    def _optimise(self, X: np.ndarray, a: np.ndarray, ycode: np.ndarray, probe: TorchProbe,
-                  prior: np.ndarray) -> None:
+    def _optimise(self, X: np.ndarray, adversary: Adversary) -> None:
         """Step 2: learn the edit; set ``noise_``, ``mask_``, ``loss_curve_``, ``n_iter_``."""
 
     def _store(self, theta: torch.Tensor) -> None:

@@ -13,8 +13,7 @@ from tqdm.auto import tqdm
 
 from ._base import BaseNoiseTransformer
 from .encoders import CallableEncoder, TorchEncoder
-from .objectives import OBJECTIVES
-from .probe import TorchProbe
+from .objectives import Adversary
 
 __all__ = ["DebiasedNoiseTransformer", "minimise_minibatch"]
 
@@ -97,17 +96,24 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
     output : {"embeddings", "images"}, default="embeddings"
         ``transform`` returns :math:`\varphi(\mathrm{edit}(X))` (2-D) or
         :math:`\mathrm{edit}(X)` (same shape as ``X``).
-    edit : {"additive", "masked"}, default="additive"
-        ``"additive"``: :math:`x + \varepsilon` (the paper's). ``"masked"``:
-        :math:`m \odot x + (1 - m) \odot f` with a learned mask :math:`m \in [0, 1]` and
-        the training mean as fixed fill :math:`f`. In feature mode use ``"masked"``: an
-        additive shift of features cannot remove linearly decodable information.
-    objective : {"confusion", "neg_ce"}, default="confusion"
-        ``"confusion"``: :math:`KL(\pi \| g)` to the group prior :math:`\pi` (bounded,
-        minimal when the probe knows nothing beyond the base rate). ``"neg_ce"``: the
-        paper's negative cross-entropy (unbounded; kept for fidelity).
-    lambda_reg : float, default=1e-3
-        Weight :math:`\lambda` of the regulariser.
+    edit : {"masked", "additive"}, default="masked"
+        ``"masked"``: :math:`m \odot x + (1 - m) \odot f` with a learned mask
+        :math:`m \in [0, 1]` and the training mean as fixed fill :math:`f`; it can blank a
+        location-fixed shortcut outright. ``"additive"``: :math:`x + \varepsilon` (the
+        paper's). In feature mode an additive shift cannot remove linearly decodable
+        information (it only moves a linear model's intercept): use ``"masked"`` there.
+    objective : {"mean_gap", "confusion", "neg_ce"}, default="mean_gap"
+        ``"mean_gap"``: root-mean-square difference between each group's mean
+        standardised embedding and its class's (needs no probe, so it cannot be gamed by
+        fooling one). ``"confusion"``: :math:`KL(\pi \| g)` to the group prior
+        :math:`\pi` (bounded, minimal when the probe knows nothing beyond the base rate).
+        ``"neg_ce"``: the paper's negative cross-entropy of the probe (unbounded; kept for
+        fidelity). See :mod:`fairnoise.objectives`.
+    lambda_reg : float, default=0.1
+        Weight :math:`\lambda` of the regulariser: the cost of masking the whole input
+        (``"masked"``; the ``"mean_gap"`` loss is relative, 1 = the clean embeddings'
+        gap), or of a unit :math:`\|\varepsilon\|_2` (``"additive"``; the paper used
+        1e-3).
     noise_resolution : int, (int, int) or None, default=None
         Resolution ``(h, w)`` of the learned parameter grid, upsampled bilinearly to the
         image size. ``None``: full resolution. Images only.
@@ -124,9 +130,10 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         When ``y`` is passed to ``fit``, fit one probe per class of ``y`` and confuse each
         towards the group distribution within its class: remove the group information
         beyond what the label explains (what equalized odds measures). Ignored without ``y``.
-    learning_rate : float, default=1e-2
-        Adam step size, in input units per step.
-    max_epochs : int, default=20
+    learning_rate : float, default=5e-2
+        Adam step size, in parameter units (input units for noise, mask fraction for
+        the mask) per step.
+    max_epochs : int, default=30
         Maximum number of passes over the data.
     batch_size : int, default=128
         Inputs per gradient step.
@@ -206,16 +213,16 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         encoder: Any = None,
         *,
         output: str = "embeddings",
-        edit: str = "additive",
-        objective: str = "confusion",
-        lambda_reg: float = 1e-3,
+        edit: str = "masked",
+        objective: str = "mean_gap",
+        lambda_reg: float = 0.1,
         noise_resolution: int | tuple[int, int] | None = None,
         channel_shared: bool = True,
         max_norm: float | None = None,
         sa_probe: Any = None,
         conditional: bool = True,
-        learning_rate: float = 1e-2,
-        max_epochs: int = 20,
+        learning_rate: float = 5e-2,
+        max_epochs: int = 30,
         batch_size: int = 128,
         tol: float = 1e-4,
         n_iter_no_change: int = 5,
@@ -258,21 +265,16 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
                                 batch_size=self.batch_size)
         return self.encoder
 
-    def _optimise(self, X: np.ndarray, a: np.ndarray, ycode: np.ndarray, probe: TorchProbe,
-                  prior: np.ndarray) -> None:
+    def _optimise(self, X: np.ndarray, adversary: Adversary) -> None:
         space, encoder = self._space, self._encoder
         device = self._torch_device()
-        objective = OBJECTIVES[self.objective]
         fill = torch.as_tensor(self._fill, device=device)
-        a_t = torch.as_tensor(a, device=device)
-        y_t = torch.as_tensor(ycode, device=device)
-        prior_t = torch.as_tensor(prior, device=device)
+        module = None
         checked = False
 
         def batch_loss(idx: np.ndarray, theta: torch.Tensor) -> torch.Tensor:
             nonlocal checked
             idx = np.sort(idx)  # sequential reads from memmaps; the loss is order-free
-            idx_t = torch.as_tensor(idx, device=device)
             xb = torch.from_numpy(self._read(X, idx))
             if device.type == "cuda":
                 xb = xb.pin_memory()
@@ -287,11 +289,7 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
                         "cannot learn through it. Use GeZONoiseTransformer for black-box "
                         "encoders."
                     )
-            if z.ndim > 2:
-                z = z.reshape(len(z), -1)
-            logits = probe.logits(z, y_t[idx_t])
-            loss = objective(logits, a_t[idx_t], prior_t[y_t[idx_t]])
-            return loss + self.lambda_reg * space.penalty(theta)
+            return adversary(z, idx) + self.lambda_reg * space.penalty(theta)
 
         generator = torch.Generator().manual_seed(self._seed)
         theta0 = space.init_param().to(device)
@@ -299,7 +297,7 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         if encoder is None:
             theta, curve = self._minimise(batch_loss, theta0, len(X), project, generator)
         else:
-            with encoder.frozen() as module:
+            with encoder.frozen() as module:  # noqa: F841 (read by batch_loss)
                 theta, curve = self._minimise(batch_loss, theta0, len(X), project, generator)
         self._store(theta)
         self.loss_curve_ = curve

@@ -12,7 +12,7 @@ the input size, so the search space can be orders of magnitude smaller than the 
 ``"masked"``
     ``edit(x) = m ⊙ x + (1 − m) ⊙ f`` with ``m = 1 − up(r)``, ``r ∈ [0, 1]`` (projected after
     every step) and a *fixed* fill ``f``: the per-channel (image) or per-feature (vector)
-    mean of the training inputs. Regulariser ``‖1 − m‖₁``, the number of input elements
+    mean of the training inputs. Regulariser ``mean(1 − m)``, the fraction of the input
     masked, so it pushes the mask towards ones and keeps only the part that pays off.
     The fill is fixed on purpose: a learned fill can move the objective without masking.
 
@@ -102,17 +102,11 @@ class NoiseSpace:
         return theta
 
     def penalty(self, theta: torch.Tensor) -> torch.Tensor:
-        """Regulariser: ``‖ε‖₂`` (additive) or ``‖1 − m‖₁`` (masked), full resolution."""
+        """Regulariser: ``‖ε‖₂`` (additive) or ``mean(1 − m)`` (masked), full resolution."""
         full = self.upsample(theta)
         if self.edit == "masked":
-            return full.sum() * self._broadcast_factor()
+            return full.mean()
         return torch.linalg.vector_norm(full)
-
-    def _broadcast_factor(self) -> int:
-        # a channel-shared mask covers every channel of the input
-        if len(self.input_shape) == 3 and self.channel_shared:
-            return self.input_shape[0]
-        return 1
 
     def apply(self, x: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
         """Edit a batch ``x`` (``N×input_shape``) with the parameter ``θ``."""

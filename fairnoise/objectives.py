@@ -1,38 +1,126 @@
-"""Adversarial objectives: how much the sensitive-attribute probe still knows.
+"""Adversarial objectives: how much the edited embeddings still reveal about the group.
 
-Each objective maps the probe's logits ``g(φ(edit(x)))`` (``N×K``), the group codes ``a``
-and a per-sample target distribution ``π`` (``N×K``: the group prior, or the prior within
-the sample's class of ``y`` for the class-conditional adversary) to a scalar to minimise.
+Each objective scores a batch of edited embeddings ``z = φ(edit(x))`` with group codes
+``a`` and class codes ``c`` (the class of ``y`` for the class-conditional adversary, else
+all zero). ``π(k | c)`` is the share of group ``k`` within class ``c`` in the training set.
 
 ``"neg_ce"`` (the paper's)
-    ``−CE(g(·), a)``. Unbounded below: it rewards flipping the probe to confidently wrong
-    answers, which leaves the attribute just as decodable by a re-trained probe.
+    ``−CE(g(z), a)`` for the fixed probe ``g``. Unbounded below: it rewards flipping the
+    probe to confidently wrong answers, which leaves the attribute just as decodable by a
+    re-trained probe.
 ``"confusion"``
-    ``KL(π ‖ softmax g(·))``. Bounded below by 0, reached when the probe's output equals
-    the base rate, i.e. it knows nothing about the group beyond the prior (beyond ``y``
-    for the class-conditional adversary). With balanced groups ``π`` is uniform.
+    ``KL(π(· | c) ‖ softmax g(z))``. Bounded below by 0, reached when the probe's output
+    equals the base rate, i.e. it knows nothing about the group beyond ``c``.
+``"mean_gap"``
+    ``Σ_c Σ_k p(c, k) ‖μ_ck − μ_c‖² / E``, relative to its value on the clean training
+    embeddings: the mean squared difference between the mean standardised embedding of
+    each group and that of its class (``E`` embedding dimensions), estimated without the
+    bias of the batch's sampling noise. It needs no probe, so it cannot be gamed by
+    fooling one; the mean differences are what a re-trained linear probe reads first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+from .probe import TorchProbe
+
+OBJECTIVES = ("neg_ce", "confusion", "mean_gap")
 
 
-def neg_ce(logits: torch.Tensor, a: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+def neg_ce(logits: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """Negative cross-entropy of the probe on the true groups (mean over the batch)."""
     return -F.cross_entropy(logits, a)
 
 
-def confusion(logits: torch.Tensor, a: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
-    """``KL(π ‖ p)`` between the target distribution and the probe's (mean over the batch)."""
+def confusion(logits: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """``KL(π ‖ p)`` between per-sample targets ``π`` and the probe's ``p`` (batch mean)."""
     log_p = F.log_softmax(logits, dim=1)
     log_prior = torch.log(prior.clamp_min(1e-12))
     return (prior * (log_prior - log_p)).sum(dim=1).mean()
 
 
-OBJECTIVES: dict[str, Objective] = {"neg_ce": neg_ce, "confusion": confusion}
+def mean_gap(z: torch.Tensor, cell: torch.Tensor, n_groups: int, n_classes: int) -> torch.Tensor:
+    """Squared gap between group means and class means of ``z`` (see the module docstring).
+
+    ``cell = c * n_groups + a`` indexes the (class, group) cell of each sample. The
+    squared gap is estimated without bias: a batch's group means differ by sampling noise
+    alone, and without the correction masking *any* input would look like progress
+    because it removes that noise. Cells with fewer than two samples in the batch are
+    left out.
+    """
+    n, e = z.shape
+    n_cells = n_groups * n_classes
+    zeros = torch.zeros(n_cells, dtype=z.dtype, device=z.device)
+    cnt = zeros.index_add(0, cell, torch.ones(n, dtype=z.dtype, device=z.device))
+    s1 = torch.zeros(n_cells, e, dtype=z.dtype, device=z.device).index_add(0, cell, z)
+    s2 = torch.zeros(n_cells, e, dtype=z.dtype, device=z.device).index_add(0, cell, z * z)
+    ok = cnt >= 2
+    cnt = torch.where(ok, cnt, torch.zeros_like(cnt)).reshape(n_classes, n_groups)
+    safe = cnt.clamp_min(2)[..., None]
+    mean = s1.reshape(n_classes, n_groups, e) / safe
+    var = (s2.reshape(n_classes, n_groups, e) - safe * mean**2) / (safe - 1)
+    p = cnt / cnt.sum(dim=1, keepdim=True).clamp_min(1)  # group shares within each class
+    cls_mean = (p[..., None] * mean).sum(dim=1, keepdim=True)
+    a_j = (p**2)[..., None] * var / safe  # variance each cell mean brings to its class mean
+    noise = ((1 - p) ** 2)[..., None] * var / safe + a_j.sum(dim=1, keepdim=True) - a_j
+    gap2 = ((mean - cls_mean) ** 2 - noise).mean(dim=2)  # unbiased per-cell squared gap
+    return ((cnt / n) * gap2).sum()
+
+
+class Adversary:
+    """The adversarial loss of a batch, everything but the embeddings fixed at fit time.
+
+    Parameters
+    ----------
+    objective : {"neg_ce", "confusion", "mean_gap"}
+    probe : TorchProbe
+        The fitted sensitive-attribute probe (used by ``"neg_ce"`` and ``"confusion"``).
+    a, cls : ndarray of int
+        Group and class codes of every training sample.
+    Z : ndarray of shape (n_samples, n_features_out)
+        The clean training embeddings. ``"mean_gap"`` standardises with their mean and
+        standard deviation and reports the gap relative to theirs, so its loss starts
+        near 1 and 0 means no group difference is left.
+    device : torch.device
+    """
+
+    def __init__(self, objective: str, probe: TorchProbe, a: np.ndarray, cls: np.ndarray,
+                 Z: np.ndarray, device: torch.device) -> None:
+        self.objective = objective
+        self.probe = probe
+        self.n_groups = int(a.max()) + 1
+        self.n_classes = int(cls.max()) + 1
+        counts = np.zeros((self.n_classes, self.n_groups))
+        np.add.at(counts, (cls, a), 1.0)
+        prior = counts / counts.sum(axis=1, keepdims=True)
+        self.prior = torch.as_tensor(prior, dtype=torch.float32, device=device)
+        self.a = torch.as_tensor(a, device=device)
+        self.cls = torch.as_tensor(cls, device=device)
+        scale = Z.std(axis=0)
+        self.z_mean = torch.as_tensor(Z.mean(axis=0), dtype=torch.float32, device=device)
+        self.z_scale = torch.as_tensor(np.where(scale > 0, scale, 1.0), dtype=torch.float32,
+                                       device=device)
+        self.gap0 = 1.0
+        if objective == "mean_gap":
+            clean = float(self._gap(torch.as_tensor(Z, dtype=torch.float32, device=device),
+                                    self.a, self.cls))
+            self.gap0 = clean if clean > 1e-12 else 1.0
+        self.device = device
+
+    def _gap(self, z: torch.Tensor, a: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        zs = (z - self.z_mean) / self.z_scale
+        return mean_gap(zs, cls * self.n_groups + a, self.n_groups, self.n_classes) / self.gap0
+
+    def __call__(self, z: torch.Tensor, idx: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Loss of the embeddings ``z`` of the training samples ``idx`` (differentiable)."""
+        idx = torch.as_tensor(idx, device=self.device)
+        a, cls = self.a[idx], self.cls[idx]
+        if self.objective == "mean_gap":
+            return self._gap(z, a, cls)
+        logits = self.probe.logits(z, cls)
+        if self.objective == "neg_ce":
+            return neg_ce(logits, a)
+        return confusion(logits, self.prior[cls])

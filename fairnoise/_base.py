@@ -110,7 +110,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
     __metadata_request__fit = {"sensitive_features": True}
 
     _parameter_constraints: dict = {
-        "encoder": [None, "callable", TorchEncoder, CallableEncoder],
+        "encoder": [None, callable, TorchEncoder, CallableEncoder],
         "output": [StrOptions({"embeddings", "images"})],
         "edit": [StrOptions(set(EDITS))],
         "objective": [StrOptions(set(OBJECTIVES))],
@@ -163,12 +163,16 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         a, self.classes_sensitive_ = encode_groups(sensitive_features, n_samples)
         ycode = (_check_y_classes(y, n_samples) if (y is not None and self.conditional)
                  else np.zeros(n_samples, np.int64))
+        adversary = self._fit_adversary(X, a, ycode)
+        self._optimise(X, adversary)
+        return self
+
+    def _fit_adversary(self, X: np.ndarray, a: np.ndarray, ycode: np.ndarray) -> Adversary:
+        """Step 1: embed the clean inputs, fit the probe on them, build the loss of step 2."""
         Z = self._embed(X)
         self.n_features_out_ = Z.shape[1]
         probe = self._fit_probes(Z, a, ycode)
-        adversary = Adversary(self.objective, probe, a, ycode, Z, self._torch_device())
-        self._optimise(X, adversary)
-        return self
+        return Adversary(self.objective, probe, a, ycode, Z, self._torch_device())
 
     def _fit_probes(self, Z: np.ndarray, a: np.ndarray, ycode: np.ndarray) -> TorchProbe:
         """Step 1: the probe g on clean embeddings, one per class of ``y`` when conditional."""

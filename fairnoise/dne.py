@@ -79,8 +79,8 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
 
     .. math::
 
-        \min_\theta\; \mathbb{E}_{(x, a)}\big[\ell_{adv}(g(\varphi(\mathrm{edit}(x, \theta))), a)\big]
-        + \lambda \, R(\theta)
+        \min_\theta\; \mathbb{E}_{(x, a)}
+        \big[\ell_{adv}(g(\varphi(\mathrm{edit}(x, \theta))), a)\big] + \lambda \, R(\theta)
 
     with :math:`\ell_{adv}` = ``objective`` and :math:`R` the edit's regulariser
     (:math:`\|\varepsilon\|_2` for the additive noise, :math:`\|1 - m\|_1` for the mask).
@@ -199,7 +199,6 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
 
     _parameter_constraints: dict = {
         **BaseNoiseTransformer._parameter_constraints,
-        "encoder": [None, torch.nn.Module, TorchEncoder],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],

@@ -115,7 +115,8 @@ class NoiseSpace:
             return x - full * (x - fill)  # = m ⊙ x + (1 − m) ⊙ f with m = 1 − full
         return x + full
 
-    def full_arrays(self, theta: torch.Tensor, fill: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def full_arrays(self, theta: torch.Tensor,
+                    fill: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The fitted state as NumPy: ``(noise_, mask_)`` at full resolution."""
         with torch.no_grad():
             full = self.upsample(theta).cpu().numpy().astype(np.float32)

@@ -37,7 +37,8 @@ def retrained_leakage(t, X_train, a_train, X_test, a_test, y_train=None, y_test=
 # -- shapes and outputs -------------------------------------------------------------------------
 def test_transform_returns_2d_embeddings(images, encoder):
     X, y, a = images
-    Z = DebiasedNoiseTransformer(encoder=encoder, **FAST).fit(X, y, sensitive_features=a).transform(X)
+    t = DebiasedNoiseTransformer(encoder=encoder, **FAST)
+    Z = t.fit(X, y, sensitive_features=a).transform(X)
     assert Z.shape == (len(X), 64)
     assert Z.dtype == np.float32
 
@@ -101,7 +102,8 @@ def test_torch_tensor_input(images, encoder):
     X, y, a = images
     t = DebiasedNoiseTransformer(encoder=encoder, **FAST)
     Z1 = t.fit(torch.as_tensor(X), y, sensitive_features=torch.as_tensor(a)).transform(X)
-    Z2 = DebiasedNoiseTransformer(encoder=encoder, **FAST).fit(X, y, sensitive_features=a).transform(X)
+    t2 = DebiasedNoiseTransformer(encoder=encoder, **FAST)
+    Z2 = t2.fit(X, y, sensitive_features=a).transform(X)
     np.testing.assert_array_equal(Z1, Z2)
 
 

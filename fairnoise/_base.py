@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -37,6 +38,23 @@ _NO_GROUPS_WARNING = (
 
 # rows per chunk when scanning or transforming inputs that may be memory-mapped
 _CHUNK = 1024
+
+
+def as_float_images(batch: Any) -> np.ndarray:
+    """A batch of images as float32; integer images are divided by their dtype's maximum.
+
+    So ``uint8`` images (0–255) and ``uint16`` ones (0–65535) both arrive in [0, 1], the
+    range float images are expected in; float images pass unchanged. Put any further
+    normalisation (mean/std) into the encoder module. Non-finite values are rejected here,
+    where lazily read data is first seen.
+    """
+    batch = np.asarray(batch)
+    if np.issubdtype(batch.dtype, np.integer):
+        return batch.astype(np.float32) / np.float32(np.iinfo(batch.dtype).max)
+    batch = batch.astype(np.float32, copy=False)
+    if not np.isfinite(batch).all():
+        raise ValueError("X contains NaN or infinity.")
+    return batch
 
 
 def encode_groups(sensitive_features: Any, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -211,9 +229,13 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
     def _check_encoder(self) -> TorchEncoder | CallableEncoder | None:
         return check_encoder(self.encoder)
 
+    def _resolution(self) -> Any:
+        """``noise_resolution`` as given; a subclass may resolve a default that depends on X."""
+        return self.noise_resolution
+
     def _noise_space(self) -> NoiseSpace:
         shape = self.input_shape_
-        res = self.noise_resolution
+        res = self._resolution()
         if res is not None:
             if len(shape) < 2:
                 raise ValueError(
@@ -232,34 +254,41 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             )
         return NoiseSpace(tuple(shape), self.edit, res, self.channel_shared)
 
-    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
-        """Validate inputs once, at the edge; memmaps stay lazy."""
+    def _validate_X(self, X: Any, *, reset: bool) -> Any:
+        """Validate inputs once, at the edge. Memmaps and lazy image arrays stay lazy.
+
+        Feature matrices go through scikit-learn's ``validate_data``. Images (and any
+        array-like exposing ``shape``, ``dtype`` and NumPy-style indexing, such as a
+        memmap or :class:`fairnoise.datasets.LazyImageArray`) are checked chunk by chunk.
+        """
         if isinstance(X, torch.Tensor):
             X = X.detach().cpu().numpy()
-        ndim = X.ndim if hasattr(X, "ndim") and hasattr(X, "shape") else np.asarray(X).ndim
-        if ndim == 2 and not isinstance(X, np.memmap):
+        lazy = not isinstance(X, np.ndarray) and all(
+            hasattr(X, attr) for attr in ("shape", "dtype", "__getitem__", "__len__"))
+        if not lazy and not isinstance(X, np.ndarray) and not hasattr(X, "iloc"):
+            X = X if issparse(X) else np.asarray(X)
+        if issparse(X) or len(X.shape) == 2:
             X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
             shape = X.shape[1:]
         else:
-            if isinstance(X, (pd.DataFrame, list)) or not isinstance(X, np.ndarray):
-                X = np.asarray(X)
-            if X.ndim == 1:
+            if len(X.shape) == 1:
                 raise ValueError(
                     f"X must be 2-D or images; got a 1-D array of shape {X.shape}. Reshape "
                     "your data with X.reshape(-1, 1) for one feature, or X.reshape(1, -1) "
                     "for one sample."
                 )
-            if X.ndim not in (2, 3, 4):
+            if len(X.shape) not in (3, 4):
                 raise ValueError(
                     "X must be 2-D (n_samples, n_features) or images (n_samples, H, W) / "
                     f"(n_samples, C, H, W); got an array of shape {X.shape}."
                 )
-            if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
-                raise TypeError(f"X must hold real numbers; got dtype {X.dtype}.")
+            dtype = np.dtype(X.dtype)
+            if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+                raise TypeError(f"X must hold real numbers; got dtype {dtype}.")
             if len(X) == 0:
                 raise ValueError("X has 0 samples; at least one is required.")
             shape = X.shape[1:]
-            if np.issubdtype(X.dtype, np.floating):
+            if np.issubdtype(dtype, np.floating) and not lazy:  # lazy files: checked on read
                 for start in range(0, len(X), _CHUNK):
                     if not np.isfinite(X[start : start + _CHUNK]).all():
                         raise ValueError("X contains NaN or infinity.")
@@ -286,14 +315,17 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         return enc.torch_device if isinstance(enc, TorchEncoder) else torch.device("cpu")
 
     @staticmethod
-    def _read(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """Rows ``idx`` of ``X`` as float32 (memmaps are read only here)."""
-        return np.asarray(X[idx], dtype=np.float32)
+    def _read(X: Any, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` of ``X`` as float32 (memmaps and lazy arrays are read only here)."""
+        return as_float_images(X[idx])
 
-    def _iter_chunks(self, X: np.ndarray, size: int | None = None) -> Iterator[np.ndarray]:
+    def _iter_chunks(self, X: Any, size: int | None = None) -> Iterator[np.ndarray]:
+        """Consecutive row blocks: float32 images (scaled, see ``as_float_images``), or
+        the validated feature matrix's own rows."""
         size = size or max(self.batch_size, _CHUNK)
         for start in range(0, len(X), size):
-            yield np.asarray(X[start : start + size])
+            chunk = X[start : start + size]
+            yield chunk if len(self.input_shape_) == 1 else as_float_images(chunk)
 
     def _compute_fill(self, X: np.ndarray) -> np.ndarray:
         """Mean training input (only the masked edit uses it as its fixed fill)."""
@@ -313,8 +345,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                mask: np.ndarray | None = None) -> np.ndarray:
         """φ(edit(X)) chunk by chunk (φ(X) when ``noise`` is None)."""
         out = []
-        for chunk in self._iter_chunks(X):
-            xb = chunk.astype(np.float32, copy=False) if self._encoder is not None else chunk
+        for xb in self._iter_chunks(X):
             if noise is not None:
                 xb = apply_numpy(xb, noise, mask)
             out.append(self._encoder_embed(xb))
@@ -338,11 +369,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         X = self._validate_X(X, reset=False)
         self._encoder = self._check_encoder()
         if self.output == "images":
-            return np.concatenate([
-                apply_numpy(c.astype(np.float32, copy=False) if c.dtype.kind != "f" else c,
-                            self.noise_, self.mask_)
-                for c in self._iter_chunks(X)
-            ])
+            return np.concatenate([apply_numpy(c, self.noise_, self.mask_)
+                                   for c in self._iter_chunks(X)])
         return self._embed(X, self.noise_, self.mask_)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

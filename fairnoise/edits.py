@@ -96,9 +96,9 @@ class NoiseSpace:
         if self.edit == "masked":
             return theta.clamp_(0.0, 1.0)
         if max_norm is not None:
+            # upsampling is linear, so scaling θ scales ε exactly; no host sync on a GPU
             norm = torch.linalg.vector_norm(self.upsample(theta))
-            if norm > max_norm:  # upsampling is linear, so scaling θ scales ε exactly
-                theta.mul_(max_norm / norm)
+            theta.mul_((max_norm / norm.clamp_min(1e-12)).clamp_max(1.0))
         return theta
 
     def penalty(self, theta: torch.Tensor) -> torch.Tensor:

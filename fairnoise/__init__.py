@@ -7,6 +7,7 @@ shortcut. :class:`DebiasedNoiseTransformer` learns it with gradients (white-box 
 
 from .dne import DebiasedNoiseTransformer
 from .encoders import CallableEncoder, TorchEncoder
+from .persistence import export_noise, load_noise
 
 __version__ = "0.1.0"
 
@@ -15,4 +16,6 @@ __all__ = [
     "DebiasedNoiseTransformer",
     "TorchEncoder",
     "__version__",
+    "export_noise",
+    "load_noise",
 ]

@@ -57,7 +57,8 @@ def as_float_images(batch: Any) -> np.ndarray:
     return batch
 
 
-def encode_groups(sensitive_features: Any, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+def encode_groups(sensitive_features: Any, n_samples: int,
+                  min_groups: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Codes ``0..K-1`` and the group labels; several columns form intersectional groups.
 
     Returns ``(codes, classes)`` where ``classes`` is a 1-D array of labels, or of tuples
@@ -90,7 +91,7 @@ def encode_groups(sensitive_features: Any, n_samples: int) -> tuple[np.ndarray, 
     else:
         codes, classes = pd.factorize(pd.Series(values.ravel()), sort=True)
         classes = np.asarray(classes)
-    if len(classes) < 2:
+    if len(classes) < min_groups:
         raise ValueError(
             f"sensitive_features holds a single group ({classes[0]!r}); at least two groups "
             "are needed to learn a debiasing edit."
@@ -98,7 +99,23 @@ def encode_groups(sensitive_features: Any, n_samples: int) -> tuple[np.ndarray, 
     return codes.astype(np.int64), classes
 
 
-def _check_y_classes(y: Any, n_samples: int) -> np.ndarray:
+def codes_in(labels: Any, classes: np.ndarray, name: str, n_samples: int) -> np.ndarray:
+    """Codes of ``labels`` among ``classes`` fixed earlier (for ``partial_fit``)."""
+    codes, seen = (encode_groups(labels, n_samples, min_groups=1)
+                   if name == "sensitive_features"
+                   else _check_y_classes(labels, n_samples, return_classes=True))
+    index = pd.Index(list(classes), tupleize_cols=False)
+    mapping = index.get_indexer(pd.Index(list(seen), tupleize_cols=False))
+    if (mapping < 0).any():
+        unseen = [label for label, m in zip(seen, mapping, strict=True) if m < 0]
+        raise ValueError(
+            f"{name} holds labels {unseen!r} that the first partial_fit call did not see "
+            f"(known: {list(classes)!r}); the first batch must contain every label."
+        )
+    return mapping[codes].astype(np.int64)
+
+
+def _check_y_classes(y: Any, n_samples: int, return_classes: bool = False) -> Any:
     """Class codes of ``y`` for the class-conditional adversary."""
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != n_samples:
@@ -113,6 +130,8 @@ def _check_y_classes(y: Any, n_samples: int) -> np.ndarray:
             f"y has {len(classes)} distinct values; the class-conditional adversary needs "
             "class labels. Pass conditional=False (or no y) for a continuous target."
         )
+    if return_classes:
+        return codes.astype(np.int64), np.asarray(classes)
     return codes.astype(np.int64)
 
 
@@ -179,11 +198,25 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             return self
 
         a, self.classes_sensitive_ = encode_groups(sensitive_features, n_samples)
-        ycode = (_check_y_classes(y, n_samples) if (y is not None and self.conditional)
-                 else np.zeros(n_samples, np.int64))
-        adversary = self._fit_adversary(X, a, ycode)
-        self._optimise(X, adversary)
+        ycode = self._class_codes(y, n_samples, reset=True)
+        self._adversary = self._fit_adversary(X, a, ycode)
+        self._optimise(X, self._adversary)
         return self
+
+    def _class_codes(self, y: Any, n_samples: int, *, reset: bool) -> np.ndarray:
+        """Class codes of ``y`` for the conditional adversary (all zero when unused)."""
+        if reset:
+            self._y_classes = None
+            if y is None or not self.conditional:
+                return np.zeros(n_samples, np.int64)
+            codes, self._y_classes = _check_y_classes(y, n_samples, return_classes=True)
+            return codes
+        if self._y_classes is None:
+            return np.zeros(n_samples, np.int64)
+        if y is None:
+            raise ValueError("y was given to the first partial_fit call (conditional=True), "
+                             "so every later call needs it too.")
+        return codes_in(y, self._y_classes, "y", n_samples)
 
     def _fit_adversary(self, X: np.ndarray, a: np.ndarray, ycode: np.ndarray) -> Adversary:
         """Step 1: embed the clean inputs, fit the probe on them, build the loss of step 2."""
@@ -215,6 +248,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         self.noise_, self.mask_ = self._space.full_arrays(theta, self._fill)
 
     def _store_identity(self, X: np.ndarray) -> None:
+        self._adversary = None
         self._store(self._space.init_param())
         self.sa_probe_ = None
         self.classes_sensitive_ = None
@@ -350,6 +384,27 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                 xb = apply_numpy(xb, noise, mask)
             out.append(self._encoder_embed(xb))
         return np.concatenate(out)
+
+    def export_noise(self, path: Any) -> str:
+        """Write the learned edit to a safe ``.npz`` file; see :func:`fairnoise.export_noise`.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        path : str
+            The file written (``.npz`` appended if missing).
+        """
+        from .persistence import export_noise
+
+        return export_noise(self, path)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_adversary", None)  # torch state, rebuilt by partial_fit when needed
+        return state
 
     # -- transform ------------------------------------------------------------------------------
     def transform(self, X: Any) -> np.ndarray:

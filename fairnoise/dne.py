@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
-from ._base import BaseNoiseTransformer
+from ._base import _NO_GROUPS_WARNING, BaseNoiseTransformer, codes_in, encode_groups
 from .encoders import CallableEncoder, TorchEncoder
 from .objectives import Adversary
 
@@ -31,6 +33,7 @@ def minimise_minibatch(
     project: Callable[[torch.Tensor], Any],
     generator: torch.Generator,
     verbose: bool = False,
+    state: dict[str, Any] | None = None,
 ) -> tuple[torch.Tensor, list[float]]:
     """Minibatch Adam on a parameter ``θ``, with projection and early stopping.
 
@@ -39,10 +42,16 @@ def minimise_minibatch(
     stops after ``max_epochs``, or once the epoch loss has not improved on the best by more
     than ``tol`` for ``n_iter_no_change`` epochs in a row.
 
+    ``state``, when given, is Adam's state as NumPy (``step``, ``exp_avg``,
+    ``exp_avg_sq``): training resumes from it and it is updated in place, which is how
+    ``partial_fit`` carries the optimiser from one call to the next.
+
     Returns the parameter and the mean loss of each epoch.
     """
     theta = theta.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=learning_rate)
+    if state:
+        opt.state[theta] = {k: torch.as_tensor(v, device=theta.device) for k, v in state.items()}
     curve: list[float] = []
     best, stale = np.inf, 0
     bar = tqdm(range(max_epochs), desc="fitting noise", disable=not verbose, leave=False)
@@ -66,6 +75,8 @@ def minimise_minibatch(
             stale += 1
             if stale >= n_iter_no_change:
                 break
+    if state is not None:
+        state.update({k: v.detach().cpu().numpy() for k, v in opt.state[theta].items()})
     return theta.detach(), curve
 
 
@@ -264,7 +275,15 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
                                 batch_size=self.batch_size)
         return self.encoder
 
-    def _optimise(self, X: np.ndarray, adversary: Adversary) -> None:
+    def _optimise(self, X: Any, adversary: Adversary) -> None:
+        curve = self._descend(X, adversary)
+        self.loss_curve_ = curve
+        self.n_iter_ = len(curve)
+
+    def _descend(self, X: Any, adversary: Adversary, theta0: np.ndarray | None = None,
+                 max_epochs: int | None = None,
+                 state: dict[str, Any] | None = None) -> list[float]:
+        """Minibatch Adam on the edit's parameter; stores it and returns the epoch losses."""
         space, encoder = self._space, self._encoder
         device = self._torch_device()
         fill = torch.as_tensor(self._fill, device=device)
@@ -291,21 +310,77 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
             return adversary(z, idx) + self.lambda_reg * space.penalty(theta)
 
         generator = torch.Generator().manual_seed(self._seed)
-        theta0 = space.init_param().to(device)
+        theta0 = torch.as_tensor(theta0 if theta0 is not None else space.init_param(),
+                                 device=device)
         project = lambda t: space.project(t, self.max_norm)  # noqa: E731
+        kwargs = dict(batch_size=self.batch_size, learning_rate=self.learning_rate,
+                      max_epochs=max_epochs or self.max_epochs, tol=self.tol,
+                      n_iter_no_change=self.n_iter_no_change, project=project,
+                      generator=generator, verbose=bool(self.verbose), state=state)
         if encoder is None:
-            theta, curve = self._minimise(batch_loss, theta0, len(X), project, generator)
+            theta, curve = minimise_minibatch(batch_loss, theta0, len(X), **kwargs)
         else:
             with encoder.frozen() as module:  # noqa: F841 (read by batch_loss)
-                theta, curve = self._minimise(batch_loss, theta0, len(X), project, generator)
+                theta, curve = minimise_minibatch(batch_loss, theta0, len(X), **kwargs)
         self._store(theta)
-        self.loss_curve_ = curve
-        self.n_iter_ = len(curve)
+        return curve
 
-    def _minimise(self, batch_loss, theta0, n_samples, project, generator):  # noqa: ANN001, ANN202
-        return minimise_minibatch(
-            batch_loss, theta0, n_samples, batch_size=self.batch_size,
-            learning_rate=self.learning_rate, max_epochs=self.max_epochs, tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change, project=project, generator=generator,
-            verbose=bool(self.verbose),
-        )
+    def partial_fit(self, X: Any, y: Any = None, *,
+                    sensitive_features: Any = None) -> DebiasedNoiseTransformer:
+        """One pass of minibatch Adam over one batch of a stream; continues across calls.
+
+        The first call (or the first with ``sensitive_features``) fixes everything that
+        depends on the data as a whole, from that batch alone: the probe, the groups
+        (``classes_sensitive_``), the classes of ``y``, the embeddings' standardisation and,
+        for the masked edit, the fill. Make it representative (a few hundred samples with
+        every group). Later calls continue the noise and Adam's state; labels they hold
+        must have been seen in the first call. After unpickling, the next call rebuilds the
+        probe from its batch and continues the noise.
+
+        Parameters
+        ----------
+        X, y, sensitive_features
+            As in :meth:`fit`, for one batch.
+
+        Returns
+        -------
+        self : object
+        """
+        if not hasattr(self, "noise_param_"):
+            self._validate_params()
+            X = self._validate_X(X, reset=True)
+            self._encoder = self._check_encoder()
+            self._seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+            self._space = self._noise_space()
+            self._fill = self._compute_fill(X)
+            self._store_identity(X)
+            self._y_classes = None
+        else:
+            X = self._validate_X(X, reset=False)
+            self._encoder = self._check_encoder()
+        if sensitive_features is None:
+            warnings.warn(_NO_GROUPS_WARNING.format(cls=type(self).__name__), UserWarning,
+                          stacklevel=2)
+            return self
+        n_samples = len(X)
+        if getattr(self, "_adversary", None) is None:
+            if self.classes_sensitive_ is None:
+                a, self.classes_sensitive_ = encode_groups(sensitive_features, n_samples)
+                ycode = self._class_codes(y, n_samples, reset=True)
+            else:
+                a = codes_in(sensitive_features, self.classes_sensitive_,
+                             "sensitive_features", n_samples)
+                ycode = self._class_codes(y, n_samples, reset=False)
+            self._adversary = self._fit_adversary(X, a, ycode)
+            adversary = self._adversary
+        else:
+            a = codes_in(sensitive_features, self.classes_sensitive_, "sensitive_features",
+                         n_samples)
+            adversary = self._adversary.with_samples(a, self._class_codes(y, n_samples,
+                                                                          reset=False))
+        self._adam_state = getattr(self, "_adam_state", None) or {}
+        curve = self._descend(X, adversary, theta0=self.noise_param_, max_epochs=1,
+                              state=self._adam_state)
+        self.loss_curve_ = [*self.loss_curve_, *curve]
+        self.n_iter_ += 1
+        return self

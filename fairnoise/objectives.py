@@ -21,6 +21,8 @@ all zero). ``π(k | c)`` is the share of group ``k`` within class ``c`` in the t
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -109,6 +111,13 @@ class Adversary:
                                     self.a, self.cls))
             self.gap0 = clean if clean > 1e-12 else 1.0
         self.device = device
+
+    def with_samples(self, a: np.ndarray, cls: np.ndarray) -> Adversary:
+        """The same adversary (probe, prior, scale) judging another set of samples."""
+        other = copy.copy(self)
+        other.a = torch.as_tensor(a, device=self.device)
+        other.cls = torch.as_tensor(cls, device=self.device)
+        return other
 
     def _gap(self, z: torch.Tensor, a: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
         zs = (z - self.z_mean) / self.z_scale

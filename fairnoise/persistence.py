@@ -1,0 +1,196 @@
+"""Ship a learned edit between sites in a file that runs no code on load.
+
+:func:`export_noise` writes an ``.npz`` archive holding only numeric arrays and a JSON
+string of metadata; :func:`load_noise` reads it with ``allow_pickle=False`` and returns a
+fitted :class:`~fairnoise.DebiasedNoiseTransformer` whose ``transform`` reproduces the
+original exactly (given the same encoder). The sensitive-attribute probe is not shipped:
+the receiving site needs only the edit.
+
+File contents
+-------------
+``noise``, ``noise_param`` and, for the masked edit, ``mask`` (float32 arrays), and
+``metadata``: JSON with ``format`` (``"fairnoise-noise"``), ``format_version``,
+``fairnoise_version``, ``estimator``, ``edit``, ``input_shape``, ``n_features_out``,
+``channel_shared``, ``noise_resolution``, ``feature_names`` (or null) and
+``input_scaling`` (integer images are divided by their dtype's maximum before the edit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SKOPS_TRUSTED_TYPES", "export_noise", "load_noise"]
+
+#: Types a skops file of a fitted fairnoise transformer holds beyond scikit-learn's own,
+#: in feature mode with a scikit-learn probe: pass them as ``skops.io.load(path,
+#: trusted=...)`` after checking ``skops.io.get_untrusted_types(file=path)`` lists nothing
+#: else. A torch encoder or probe cannot be stored by skops; ship those separately and
+#: the edit with :func:`export_noise`.
+SKOPS_TRUSTED_TYPES = [
+    "fairnoise.dne.DebiasedNoiseTransformer",
+    "fairnoise.gezo.GeZONoiseTransformer",
+    "fairnoise.edits.NoiseSpace",
+]
+
+FORMAT = "fairnoise-noise"
+FORMAT_VERSION = 1
+_SCALING = "integer images are divided by their dtype's maximum; floats are used as given"
+
+
+def export_noise(transformer: Any, path: str | os.PathLike) -> str:
+    """Write a fitted transformer's edit to ``path`` (``.npz`` is appended if missing).
+
+    Parameters
+    ----------
+    transformer : DebiasedNoiseTransformer or GeZONoiseTransformer
+        A fitted noise transformer.
+    path : str or path-like
+        Destination file.
+
+    Returns
+    -------
+    path : str
+        The file written.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os, warnings
+    >>> from fairnoise import DebiasedNoiseTransformer, load_noise
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.integers(0, 2, 100)
+    >>> X = np.c_[rng.normal(size=(100, 2)), a]
+    >>> t = DebiasedNoiseTransformer(random_state=0).fit(X, sensitive_features=a)
+    >>> path = t.export_noise(os.path.join(tempfile.mkdtemp(), "edit"))
+    >>> bool(np.array_equal(load_noise(path).transform(X), t.transform(X)))
+    True
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    from . import __version__
+
+    check_is_fitted(transformer)
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        path += ".npz"
+    names = getattr(transformer, "feature_names_in_", None)
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "fairnoise_version": __version__,
+        "estimator": type(transformer).__name__,
+        "edit": transformer.edit,
+        "input_shape": list(transformer.input_shape_),
+        "n_features_out": int(transformer.n_features_out_),
+        "channel_shared": bool(transformer.channel_shared),
+        "noise_resolution": transformer.noise_resolution,
+        "feature_names": None if names is None else [str(n) for n in names],
+        "input_scaling": _SCALING,
+    }
+    arrays = {"noise": transformer.noise_, "noise_param": transformer.noise_param_}
+    if transformer.mask_ is not None:
+        arrays["mask"] = transformer.mask_
+    with open(path, "wb") as fh:
+        np.savez(fh, metadata=np.asarray(json.dumps(metadata)),
+                 **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
+    return path
+
+
+def _invalid(path: str, why: str) -> ValueError:
+    return ValueError(f"{path} is not a valid fairnoise noise file: {why}.")
+
+
+def load_noise(path: str | os.PathLike, *, encoder: Any = None, output: str = "embeddings",
+               input_shape: tuple[int, ...] | None = None) -> Any:
+    """Load an edit written by :func:`export_noise` as a fitted transformer.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` file.
+    encoder : None, torch.nn.Module or callable, default=None
+        The encoder to apply after the edit; must be the one the edit was learned for
+        (its output dimension is checked on the first ``transform``). ``None`` for an edit
+        learned on features.
+    output : {"embeddings", "images"}, default="embeddings"
+        What ``transform`` returns.
+    input_shape : tuple of int, default=None
+        If given, the shape of one input the caller will pass; a file learned for another
+        shape is rejected here rather than at ``transform``.
+
+    Returns
+    -------
+    transformer : DebiasedNoiseTransformer
+        Fitted: ``transform`` applies the edit (and the encoder). ``sa_probe_`` is None.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a fairnoise noise file, is corrupted, or does not match
+        ``input_shape``.
+    """
+    from .dne import DebiasedNoiseTransformer
+
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            contents = {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise _invalid(path, f"it cannot be read as an .npz archive ({exc})") from exc
+    if "metadata" not in contents:
+        raise _invalid(path, "it has no metadata entry")
+    try:
+        meta = json.loads(str(contents["metadata"]))
+    except json.JSONDecodeError as exc:
+        raise _invalid(path, "its metadata is not JSON") from exc
+    if meta.get("format") != FORMAT:
+        raise _invalid(path, f"format is {meta.get('format')!r}, expected {FORMAT!r}")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{path} was written in format version {meta['format_version']} by "
+                         f"fairnoise {meta.get('fairnoise_version')}; upgrade fairnoise.")
+    edit = meta.get("edit")
+    shape = tuple(meta.get("input_shape") or ())
+    for key in ("noise", "noise_param") + (("mask",) if edit == "masked" else ()):
+        if key not in contents:
+            raise _invalid(path, f"the {key!r} array is missing")
+        if not np.all(np.isfinite(contents[key])):
+            raise _invalid(path, f"the {key!r} array holds NaN or infinity")
+    try:
+        for key in ("noise", "mask"):
+            if key in contents:
+                np.broadcast_shapes(contents[key].shape, shape)
+    except ValueError as exc:
+        raise _invalid(path, f"its arrays do not fit its input shape {shape}") from exc
+    if edit == "masked" and not (0 <= contents["mask"].min() and contents["mask"].max() <= 1):
+        raise _invalid(path, "its mask leaves [0, 1]")
+    if input_shape is not None and tuple(input_shape) != shape:
+        raise ValueError(f"{path} holds an edit for inputs of shape {shape}, not "
+                         f"{tuple(input_shape)}.")
+
+    t = DebiasedNoiseTransformer(encoder=encoder, output=output, edit=edit,
+                                 channel_shared=meta["channel_shared"],
+                                 noise_resolution=_resolution(meta["noise_resolution"]))
+    t._validate_params()
+    t.input_shape_ = shape
+    t.n_features_in_ = int(np.prod(shape))
+    t.n_features_out_ = meta["n_features_out"]
+    if meta.get("feature_names") is not None:
+        t.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
+    t.noise_ = contents["noise"]
+    t.mask_ = contents.get("mask")
+    t.noise_param_ = contents["noise_param"]
+    t.sa_probe_ = None
+    t.classes_sensitive_ = None
+    t.loss_curve_ = []
+    t.n_iter_ = 0
+    return t
+
+
+def _resolution(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value

@@ -8,6 +8,7 @@ and feature names.
 
 from __future__ import annotations
 
+import copy
 import numbers
 import warnings
 from abc import abstractmethod
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.sparse import issparse
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -384,6 +385,22 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                 xb = apply_numpy(xb, noise, mask)
             out.append(self._encoder_embed(xb))
         return np.concatenate(out)
+
+    def __sklearn_clone__(self) -> BaseNoiseTransformer:
+        """Clone parameters as scikit-learn does, but share the frozen encoder.
+
+        ``GridSearchCV`` clones once per candidate and split; deep-copying a foundation
+        model each time would cost memory and break caching (``Pipeline(memory=...)``
+        hashes the step, and copies of a module hash differently). fairnoise never
+        modifies the encoder, so sharing it is safe.
+        """
+        params = self.get_params(deep=False)
+        encoder = params.pop("encoder")
+        new = type(self)(encoder=encoder,
+                         **{k: clone(v, safe=False) for k, v in params.items()})
+        if hasattr(self, "_metadata_request"):
+            new._metadata_request = copy.deepcopy(self._metadata_request)
+        return new
 
     def export_noise(self, path: Any) -> str:
         """Write the learned edit to a safe ``.npz`` file; see :func:`fairnoise.export_noise`.

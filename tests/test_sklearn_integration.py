@@ -91,8 +91,12 @@ def test_clone_keeps_parameters_and_shares_the_encoder_wrapper(encoder):
         assert c.encoder is wrapper and c.lambda_reg == 0.5
 
 
-def test_clone_of_a_plain_module_shares_it(encoder):
-    assert clone(DebiasedNoiseTransformer(encoder=encoder)).encoder is not None
+def test_clone_of_a_plain_module_shares_it_and_copies_the_rest(encoder):
+    probe = LogisticRegression(C=3.0)
+    t = DebiasedNoiseTransformer(encoder=encoder, sa_probe=probe)
+    c = clone(t)
+    assert c.encoder is encoder
+    assert c.sa_probe is not probe and c.sa_probe.C == 3.0
 
 
 @pytest.mark.parametrize("dump, load", [

@@ -9,6 +9,7 @@ and feature names.
 from __future__ import annotations
 
 import copy
+import mmap
 import numbers
 import warnings
 from abc import abstractmethod
@@ -37,8 +38,15 @@ _NO_GROUPS_WARNING = (
     "(sklearn.set_config(enable_metadata_routing=True)) as fit(X, y, sensitive_features=a)."
 )
 
-# rows per chunk when scanning or transforming inputs that may be memory-mapped
-_CHUNK = 1024
+# scanning and transforming go through the data in chunks of at most this many bytes (as
+# float32), so memory stays bounded for memmaps and lazy arrays whatever the image size
+_CHUNK_BYTES = 64 * 2**20
+
+
+def chunk_rows(sample_shape: tuple[int, ...], at_least: int = 1) -> int:
+    """Rows per chunk: as many float32 samples as fit in ``_CHUNK_BYTES``."""
+    per_row = 4 * int(np.prod(sample_shape))
+    return max(at_least, _CHUNK_BYTES // max(per_row, 1))
 
 
 def as_float_images(batch: Any) -> np.ndarray:
@@ -56,6 +64,24 @@ def as_float_images(batch: Any) -> np.ndarray:
     if not np.isfinite(batch).all():
         raise ValueError("X contains NaN or infinity.")
     return batch
+
+
+def read_rows(X: Any, key: Any) -> np.ndarray:
+    """Rows ``X[key]`` as float32 images, without letting a memmap grow resident memory.
+
+    A memory-mapped file's pages count towards the process's resident memory once read,
+    so a pass over a large memmap would end with the whole file resident. The rows are
+    copied out and the mapping's pages released (``MADV_DONTNEED``; they stay in the
+    page cache), so memory is bounded by the batch, not the file.
+    """
+    rows = X[key]
+    mapping = getattr(X, "_mmap", None)
+    if mapping is None:
+        return as_float_images(rows)
+    batch = np.array(rows, dtype=np.float32 if rows.dtype.kind == "f" else rows.dtype)
+    if hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
+    return as_float_images(batch)
 
 
 def encode_groups(sensitive_features: Any, n_samples: int,
@@ -324,9 +350,9 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                 raise ValueError("X has 0 samples; at least one is required.")
             shape = X.shape[1:]
             if np.issubdtype(dtype, np.floating) and not lazy:  # lazy files: checked on read
-                for start in range(0, len(X), _CHUNK):
-                    if not np.isfinite(X[start : start + _CHUNK]).all():
-                        raise ValueError("X contains NaN or infinity.")
+                rows = chunk_rows(shape)
+                for start in range(0, len(X), rows):
+                    read_rows(X, slice(start, start + rows))  # raises on NaN or inf
             if reset:
                 self.n_features_in_ = int(np.prod(shape))
         if self.encoder is None and len(shape) != 1:
@@ -352,15 +378,15 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
     @staticmethod
     def _read(X: Any, idx: np.ndarray) -> np.ndarray:
         """Rows ``idx`` of ``X`` as float32 (memmaps and lazy arrays are read only here)."""
-        return as_float_images(X[idx])
+        return read_rows(X, idx)
 
     def _iter_chunks(self, X: Any, size: int | None = None) -> Iterator[np.ndarray]:
         """Consecutive row blocks: float32 images (scaled, see ``as_float_images``), or
         the validated feature matrix's own rows."""
-        size = size or max(self.batch_size, _CHUNK)
+        size = size or chunk_rows(self.input_shape_, at_least=self.batch_size)
         for start in range(0, len(X), size):
-            chunk = X[start : start + size]
-            yield chunk if len(self.input_shape_) == 1 else as_float_images(chunk)
+            key = slice(start, start + size)
+            yield X[key] if len(self.input_shape_) == 1 else read_rows(X, key)
 
     def _compute_fill(self, X: np.ndarray) -> np.ndarray:
         """Mean training input (only the masked edit uses it as its fixed fill)."""

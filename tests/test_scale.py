@@ -8,6 +8,7 @@ import torch
 from conftest import make_encoder, make_marker_images
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
@@ -84,9 +85,10 @@ def fitted(edit: str, output: str) -> DebiasedNoiseTransformer:
     return _FITTED[key]
 
 
-images_strategy = st.integers(1, 9).flatmap(lambda n: st.lists(
-    st.floats(-2, 2, allow_nan=False, width=32), min_size=n * 256, max_size=n * 256
-).map(lambda v: np.asarray(v, np.float32).reshape(-1, 1, 16, 16)))
+images_strategy = hnp.arrays(
+    np.float32, st.integers(1, 9).map(lambda n: (n, 1, 16, 16)),
+    elements=st.floats(-2, 2, allow_nan=False, width=32),
+)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import make_encoder, make_marker_images
+from conftest import make_marker_images
 
 from fairnoise import DebiasedNoiseTransformer, export_noise, load_noise
 from fairnoise.datasets import LazyImageArray
@@ -202,13 +202,18 @@ def test_missing_file_is_file_not_found(tmp_path):
         load_noise(tmp_path / "nope.npz")
 
 
-def test_skops_round_trip_with_the_documented_trusted_types(tmp_path, features):
+@pytest.mark.parametrize("kind", ["dne", "gezo"])
+def test_skops_round_trip_with_the_documented_trusted_types(tmp_path, features, kind):
     sio = pytest.importorskip("skops.io")
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
+    from fairnoise import GeZONoiseTransformer
+
     X, y, a = features
-    pipe = Pipeline([("noise", DebiasedNoiseTransformer(objective="confusion", random_state=0)),
+    noise = (DebiasedNoiseTransformer(objective="confusion", random_state=0) if kind == "dne"
+             else GeZONoiseTransformer(max_queries=5000, random_state=0))
+    pipe = Pipeline([("noise", noise),
                      ("clf", LogisticRegression())]).fit(X, y, noise__sensitive_features=a)
     path = tmp_path / "pipe.skops"
     sio.dump(pipe, path)

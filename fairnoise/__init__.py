@@ -2,11 +2,13 @@
 
 One universal edit (additive noise or a mask), learned once and applied to every input
 before a frozen encoder, so that its embeddings stop carrying a sensitive attribute as a
-shortcut. :class:`DebiasedNoiseTransformer` learns it with gradients (white-box encoder).
+shortcut. :class:`DebiasedNoiseTransformer` learns it with gradients (white-box encoder),
+:class:`GeZONoiseTransformer` from encoder queries alone (black-box encoder, e.g. an API).
 """
 
 from .dne import DebiasedNoiseTransformer
-from .encoders import CallableEncoder, TorchEncoder
+from .encoders import CallableEncoder, QueryError, TorchEncoder
+from .gezo import GeZONoiseTransformer
 from .persistence import export_noise, load_noise
 
 __version__ = "0.1.0"
@@ -14,6 +16,8 @@ __version__ = "0.1.0"
 __all__ = [
     "CallableEncoder",
     "DebiasedNoiseTransformer",
+    "GeZONoiseTransformer",
+    "QueryError",
     "TorchEncoder",
     "__version__",
     "export_noise",

@@ -445,7 +445,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         return export_noise(self, path)
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: object's is the live __dict__
         state.pop("_adversary", None)  # torch state, rebuilt by partial_fit when needed
         return state
 

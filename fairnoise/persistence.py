@@ -35,6 +35,7 @@ SKOPS_TRUSTED_TYPES = [
     "fairnoise.dne.DebiasedNoiseTransformer",
     "fairnoise.gezo.GeZONoiseTransformer",
     "fairnoise.edits.NoiseSpace",
+    "fairnoise.gezo.SearchState",
 ]
 
 FORMAT = "fairnoise-noise"

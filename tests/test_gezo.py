@@ -1,0 +1,396 @@
+"""GeZONoiseTransformer: black-box search, query accounting, failures and resume."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+import sklearn
+import torch
+from conftest import make_encoder, make_marker_images
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import fairnoise.gezo
+from fairnoise import GeZONoiseTransformer, QueryError
+from fairnoise.encoders import CallableEncoder
+from fairnoise.gezo import SearchState, greedy_update
+
+ENC = make_encoder()
+X, Y, A = make_marker_images(n=160)
+N, B = len(X), 64  # an epoch: batches of 64, 64 and 32 inputs
+SMALL = dict(batch_size=B, n_directions=3, noise_resolution=4, random_state=0)
+
+
+class FakeAPI:
+    """A paid embedding API: counts the images of successful calls, can be slow, fails on purpose.
+
+    ``fail`` maps a call number (1-based) to the exception raised on that call; once
+    ``dead`` is set, every call raises ``ConnectionError``.
+    """
+
+    def __init__(self, fail: dict[int, BaseException] | None = None, latency: float = 0.0,
+                 dead_from: int | None = None):
+        self.fail = fail or {}
+        self.latency = latency
+        self.dead_from = dead_from
+        self.calls = self.images = 0
+        self.in_flight = self.max_in_flight = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.calls += 1
+            call = self.calls
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            if self.dead_from is not None and call >= self.dead_from:
+                raise ConnectionError("embedding service unavailable")
+            if call in self.fail:
+                raise self.fail[call]
+            with torch.no_grad():
+                Z = ENC(torch.as_tensor(batch)).numpy()
+            with self.lock:
+                self.images += len(batch)
+            return Z
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def gezo(api=None, **kw) -> GeZONoiseTransformer:
+    encoder = CallableEncoder(api if api is not None else FakeAPI(), batch_size=B,
+                              retry_delay=0)
+    return GeZONoiseTransformer(encoder, **{**SMALL, **kw})
+
+
+def leakage(Z_train, a_train, Z_test, a_test) -> float:
+    """AUC of a probe re-trained on the (edited) training embeddings, on held-out ones."""
+    probe = LogisticRegression(max_iter=2000).fit(Z_train, a_train)
+    return roc_auc_score(a_test, probe.predict_proba(Z_test)[:, 1])
+
+
+# -- query accounting and the budget -----------------------------------------------------
+@pytest.mark.parametrize(("strategy", "losses_per_iteration"), [("greedy", 2 * 3 + 1),
+                                                                ("spsa", 2 * 3 + 2)])
+def test_n_queries_counts_every_image_sent(strategy, losses_per_iteration):
+    api = FakeAPI()
+    t = gezo(api, strategy=strategy, max_epochs=2).fit(X, Y, sensitive_features=A)
+    assert t.n_iter_ == 2 * 3
+    # the probe's embedding, then each epoch scores every input once per loss
+    assert t.n_queries_ == api.images == N + 2 * losses_per_iteration * N
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "spsa"])
+@pytest.mark.parametrize("budget", [N + 3 * B, 777, 1500])
+def test_the_budget_is_never_exceeded_and_used_up(strategy, budget):
+    api = FakeAPI()
+    t = gezo(api, strategy=strategy, max_queries=budget, max_epochs=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # N + 3B leaves no room for spsa
+        t.fit(X, Y, sensitive_features=A)
+    assert t.n_queries_ == api.images <= budget
+    cheapest = (3 if strategy == "greedy" else 4) * B  # one direction, both signs
+    assert budget - t.n_queries_ < cheapest  # stopped only when no iteration fitted
+
+
+def test_a_budget_below_the_training_set_is_a_value_error():
+    api = FakeAPI()
+    with pytest.raises(ValueError, match=r"max_queries=100 leaves 100 images, too few to "
+                                         r"embed the 160 training inputs"):
+        gezo(api, max_queries=100).fit(X, Y, sensitive_features=A)
+    assert api.calls == 0
+
+
+def test_a_budget_without_room_for_an_iteration_warns():
+    with pytest.warns(UserWarning, match="leaves no room for a search iteration"):
+        t = gezo(max_queries=N + B).fit(X, Y, sensitive_features=A)
+    assert t.n_iter_ == 0 and not t.noise_param_.any()
+
+
+def test_output_images_queries_nothing():
+    api = FakeAPI()
+    t = gezo(api, output="images", max_epochs=1).fit(X, Y, sensitive_features=A)
+    sent = api.images
+    assert t.transform(X).shape == X.shape and api.images == sent
+    assert t.n_queries_ == sent
+
+
+def test_feature_mode_queries_nothing(features):
+    Xf, yf, af = features
+    t = GeZONoiseTransformer(max_epochs=15, random_state=0).fit(Xf, yf, sensitive_features=af)
+    assert t.n_queries_ == 0
+    assert t.mask_[3] < t.mask_[[1, 2, 4]].min()  # the group column is masked most
+
+
+# -- failures, retries and resume -----------------------------------------------------------
+def test_transient_failures_are_retried_and_change_nothing():
+    flaky = FakeAPI(fail={3: ConnectionError("reset"), 9: TimeoutError("slow"),
+                          10: ConnectionError("reset")})
+    steady = FakeAPI()
+    t1 = gezo(flaky, max_epochs=1).fit(X, Y, sensitive_features=A)
+    t2 = gezo(steady, max_epochs=1).fit(X, Y, sensitive_features=A)
+    np.testing.assert_array_equal(t1.noise_param_, t2.noise_param_)
+    assert t1.n_queries_ == flaky.images == steady.images
+    assert flaky.calls == steady.calls + 3
+
+
+def test_exhausted_retries_keep_the_progress_and_say_how_to_resume():
+    api = FakeAPI(dead_from=20)
+    t = gezo(api, max_epochs=50, max_retries=2)
+    with pytest.raises(QueryError) as info:
+        t.fit(X, Y, sensitive_features=A)
+    message = str(info.value)
+    assert "failed 3 times in a row (max_retries=2)" in message
+    assert "ConnectionError: embedding service unavailable" in message
+    assert "set warm_start=True and call fit again" in message
+    assert isinstance(info.value.__cause__, ConnectionError)
+    assert t.n_queries_ == api.images and t.n_iter_ > 0
+    api.dead_from = None
+    assert t.transform(X).shape[0] == N  # the best edit so far is usable
+
+
+def test_a_non_transient_error_is_not_retried():
+    api = FakeAPI(fail={20: PermissionError("invalid API key")})
+    with pytest.raises(QueryError, match="PermissionError: invalid API key") as info:
+        gezo(api, max_epochs=50).fit(X, Y, sensitive_features=A)
+    assert isinstance(info.value.__cause__, PermissionError)
+    assert api.calls == 20
+
+
+def test_a_failure_while_embedding_for_the_probe_leaves_nothing_fitted():
+    api = FakeAPI(dead_from=2)
+    t = gezo(api, max_retries=0)
+    with pytest.raises(QueryError, match="No edit was learned yet"):
+        t.fit(X, Y, sensitive_features=A)
+    assert t.n_queries_ == api.images == B
+    with pytest.raises(NotFittedError):
+        t.transform(X)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "spsa"])
+def test_resume_after_a_failure_equals_an_uninterrupted_fit(strategy):
+    """Replaying the interrupted iteration reuses every loss it had already paid for."""
+    reference = gezo(strategy=strategy, max_epochs=2).fit(X, Y, sensitive_features=A)
+    api = FakeAPI(dead_from=25)
+    t = gezo(api, strategy=strategy, max_epochs=2, max_retries=0, warm_start=True)
+    with pytest.raises(QueryError):
+        t.fit(X, Y, sensitive_features=A)
+    stopped_at = t.n_iter_
+    api.dead_from = None  # the service is back
+    t.fit(X, Y, sensitive_features=A)
+    assert 0 < stopped_at < t.n_iter_ == 6
+    np.testing.assert_array_equal(t.noise_param_, reference.noise_param_)
+    assert t.loss_curve_ == reference.loss_curve_
+    assert t.n_queries_ == api.images == reference.n_queries_  # nothing paid twice
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "spsa"])
+def test_warm_start_continues_where_fit_stopped(strategy):
+    reference = gezo(strategy=strategy, max_epochs=4).fit(X, Y, sensitive_features=A)
+    api = FakeAPI()
+    t = gezo(api, strategy=strategy, max_epochs=2, warm_start=True).fit(
+        X, Y, sensitive_features=A)
+    first = (t.n_queries_, t.search_state_.step_size, t.noise_param_.copy())
+    t.set_params(max_epochs=4).fit(X, Y, sensitive_features=A)
+    assert first[0] < t.n_queries_ == api.images == reference.n_queries_  # probe not redone
+    assert t.search_state_.step_size == reference.search_state_.step_size <= first[1]
+    np.testing.assert_array_equal(t.noise_param_, reference.noise_param_)
+    assert t.loss_curve_ == reference.loss_curve_
+
+
+def test_warm_start_after_a_budget_stop_spends_the_new_budget():
+    api = FakeAPI()
+    t = gezo(api, max_queries=800, max_epochs=1000, warm_start=True).fit(
+        X, Y, sensitive_features=A)
+    q1, it1, curve1 = t.n_queries_, t.n_iter_, list(t.loss_curve_)
+    t.set_params(max_queries=1600).fit(X, Y, sensitive_features=A)
+    assert q1 < t.n_queries_ == api.images <= 1600
+    assert t.n_iter_ > it1 and t.loss_curve_[:it1] == curve1
+
+
+def test_warm_start_with_other_groups_is_a_value_error():
+    t = gezo(max_epochs=1, warm_start=True).fit(X, Y, sensitive_features=A)
+    with pytest.raises(ValueError, match="sensitive_features or y differ"):
+        t.fit(X, Y, sensitive_features=1 - A)
+
+
+def test_warm_start_after_unpickling_embeds_the_training_set_again():
+    t = GeZONoiseTransformer(ENC, **SMALL, max_epochs=1, warm_start=True)
+    t.fit(X, Y, sensitive_features=A)
+    q, epoch = t.n_queries_, (2 * 3 + 2) * N
+    t2 = pickle.loads(pickle.dumps(t))
+    t2.set_params(max_epochs=2).fit(X, Y, sensitive_features=A)
+    assert t2.n_iter_ == 6 and t2.n_queries_ == q + N + epoch
+    t.set_params(max_epochs=2).fit(X, Y, sensitive_features=A)  # pickling kept its cache
+    assert t.n_queries_ == q + epoch
+    np.testing.assert_array_equal(t.noise_param_, t2.noise_param_)
+
+
+# -- the search itself ------------------------------------------------------------------------
+def test_greedy_update_takes_the_best_sign_only_when_it_beats_the_current_point():
+    theta = np.zeros(4, np.float32)
+    state = SearchState.start(0.1, (4,), seed=0)
+    state.velocity[:] = 1.0
+    points = [theta, theta + 1, theta - 1, theta + 2, theta - 2]
+    new, loss = greedy_update(theta, state, points, np.array([1.0, 1.2, 0.9, 1.1, 0.7]),
+                              step_decay=0.5)
+    assert loss == 0.7 and np.array_equal(new, points[4])  # a minus sign wins
+    np.testing.assert_array_equal(state.velocity, points[4] - theta)
+    assert state.step_size == 0.1
+    new, loss = greedy_update(theta, state, points, np.array([0.5, 0.5, 0.6, 0.9, 0.7]),
+                              step_decay=0.5)
+    assert loss == 0.5 and new is theta  # a tie is not an improvement
+    assert state.step_size == 0.05 and not state.velocity.any()
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "spsa"])
+def test_no_accepted_point_is_worse_on_its_batch(strategy, monkeypatch):
+    records = []
+    name = f"{strategy}_update"
+    real = getattr(fairnoise.gezo, name)
+
+    def spy(theta, state, *args, **kwargs):
+        before = kwargs.get("losses", args[-1] if strategy == "greedy" else args[1])[0]
+        step = state.step_size
+        new, loss = real(theta, state, *args, **kwargs)
+        records.append((before, loss, not np.array_equal(new, theta), step, state.step_size))
+        return new, loss
+
+    monkeypatch.setattr(fairnoise.gezo, name, spy)
+    t = gezo(strategy=strategy, max_epochs=8).fit(X, Y, sensitive_features=A)
+    assert len(records) == 24 and t.loss_curve_ == [r[1] for r in records]
+    for before, after, moved, step, step_after in records:
+        assert after < before if moved else (after == before and step_after < step)
+    assert any(r[2] for r in records)
+
+
+def test_n_jobs_gives_the_same_result_as_serial():
+    apis = [FakeAPI(latency=0.005), FakeAPI(latency=0.005)]
+    serial = gezo(apis[0], max_epochs=1).fit(X, Y, sensitive_features=A)
+    threaded = gezo(apis[1], max_epochs=1, n_jobs=4).fit(X, Y, sensitive_features=A)
+    np.testing.assert_array_equal(serial.noise_param_, threaded.noise_param_)
+    assert serial.loss_curve_ == threaded.loss_curve_
+    assert serial.n_queries_ == threaded.n_queries_
+    assert apis[0].max_in_flight == 1 < apis[1].max_in_flight
+
+
+def test_random_state_gives_bit_identical_fits():
+    t1 = gezo(max_epochs=1).fit(X, Y, sensitive_features=A)
+    t2 = gezo(max_epochs=1).fit(X, Y, sensitive_features=A)
+    t3 = gezo(max_epochs=1, random_state=1).fit(X, Y, sensitive_features=A)
+    np.testing.assert_array_equal(t1.noise_, t2.noise_)
+    np.testing.assert_array_equal(t1.transform(X), t2.transform(X))
+    assert not np.array_equal(t1.noise_param_, t3.noise_param_)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "spsa"])
+def test_the_edit_lowers_a_retrained_probes_leakage(strategy):
+    Xtr, ytr, atr = make_marker_images(n=300, seed=1)
+    Xte, _, ate = make_marker_images(n=300, seed=2)
+    t = GeZONoiseTransformer(ENC, strategy=strategy, noise_resolution=4, batch_size=64,
+                             max_queries=10_000, random_state=0)
+    t.fit(Xtr, ytr, sensitive_features=atr)
+    with torch.no_grad():
+        clean = [ENC(torch.as_tensor(x)).numpy() for x in (Xtr, Xte)]
+    before = leakage(clean[0], atr, clean[1], ate)
+    after = leakage(t.transform(Xtr), atr, t.transform(Xte), ate)
+    assert before > 0.95 and after < before - 0.1
+
+
+def test_three_string_groups_and_a_module_encoder():
+    X3, y3, a3 = make_marker_images(n=150, groups=3)
+    groups = np.array(["f", "m", "x"])[a3]
+    t = GeZONoiseTransformer(ENC, max_epochs=1, batch_size=B, random_state=0)
+    Z = t.fit(X3, y3, sensitive_features=groups).transform(X3)
+    assert Z.shape == (150, 64) and list(t.classes_sensitive_) == ["f", "m", "x"]
+    assert t.n_queries_ == 150 + (2 * 10 + 2) * 150
+
+
+def test_verbose_shows_the_loss_and_the_queries(capsys):
+    gezo(max_epochs=1, verbose=1).fit(X, Y, sensitive_features=A)
+    err = capsys.readouterr().err
+    assert "loss=" in err and "queries=" in err
+
+
+# -- scikit-learn integration ----------------------------------------------------------------
+@parametrize_with_checks([
+    GeZONoiseTransformer(max_epochs=2, random_state=0),
+    GeZONoiseTransformer(edit="additive", objective="neg_ce", strategy="greedy", max_epochs=2,
+                         random_state=0),
+])
+def test_scikit_learn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # fit(X, y) without groups warns
+        check(estimator)
+
+
+def test_fit_without_groups_warns_and_learns_no_edit():
+    api = FakeAPI()
+    with pytest.warns(UserWarning, match="without sensitive_features"):
+        t = gezo(api).fit(X, Y)
+    assert not t.noise_param_.any() and t.n_iter_ == 0
+    assert t.n_queries_ == api.images == 1  # one image tells the embedding size
+
+
+def pipeline(**kw) -> Pipeline:
+    noise = GeZONoiseTransformer(ENC, **{**SMALL, "max_epochs": 1, **kw})
+    return Pipeline([("noise", noise), ("clf", LogisticRegression(max_iter=500))])
+
+
+def test_pickle_round_trip():
+    t = GeZONoiseTransformer(ENC, **SMALL, max_epochs=1).fit(X, Y, sensitive_features=A)
+    copy = pickle.loads(pickle.dumps(t))
+    np.testing.assert_array_equal(copy.transform(X), t.transform(X))
+    assert isinstance(copy.noise_, np.ndarray) and isinstance(copy.search_state_, SearchState)
+
+
+def test_pipeline_and_grid_search_pass_the_groups():
+    pipe = pipeline().fit(X, Y, noise__sensitive_features=A)
+    direct = GeZONoiseTransformer(ENC, **SMALL, max_epochs=1).fit(X, Y, sensitive_features=A)
+    np.testing.assert_array_equal(pipe["noise"].noise_param_, direct.noise_param_)
+    search = GridSearchCV(pipeline(), {"noise__strategy": ["greedy", "spsa"]}, cv=2)
+    search.fit(X, Y, noise__sensitive_features=A)
+    assert search.best_params_["noise__strategy"] in ("greedy", "spsa")
+
+
+def test_metadata_routing_without_set_fit_request():
+    with sklearn.config_context(enable_metadata_routing=True):
+        search = GridSearchCV(pipeline(), {"clf__C": [0.1, 1.0]}, cv=2)
+        search.fit(X, Y, sensitive_features=A)
+    assert search.best_estimator_["noise"].n_iter_ == 3  # refit on all 160 inputs
+
+
+# -- errors -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(n_jobs=-1), "'n_jobs' parameter"),
+    (dict(strategy="adam"), "'strategy' parameter"),
+    (dict(max_queries=0), "'max_queries' parameter"),
+    (dict(step_decay=1.5), "'step_decay' parameter"),
+    (dict(momentum=1.0), "'momentum' parameter"),
+    (dict(noise_resolution="high"), "'noise_resolution' parameter"),
+])
+def test_bad_parameters_are_value_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        gezo(**kwargs).fit(X, Y, sensitive_features=A)
+
+
+def test_bad_encoders_and_inputs_are_rejected(features):
+    with pytest.raises(ValueError, match="'encoder' parameter"):
+        GeZONoiseTransformer("resnet").fit(X, Y, sensitive_features=A)
+    with pytest.raises(ValueError, match="noise_resolution applies to images"):
+        GeZONoiseTransformer(noise_resolution=4).fit(features[0], sensitive_features=features[2])
+    with pytest.raises(ValueError, match="encoder returned 1 embeddings for a batch of 64"):
+        GeZONoiseTransformer(lambda b: np.zeros((1, 3)), batch_size=B).fit(
+            X, Y, sensitive_features=A)

@@ -31,6 +31,12 @@ from .probe import TorchProbe
 
 OBJECTIVES = ("neg_ce", "confusion", "mean_gap")
 
+#: The sampling-noise correction of ``"mean_gap"`` uses at most this multiple of the clean
+#: embeddings' within-cell variance: loose enough that a batch's natural fluctuation
+#: (about ±25 % with 30 samples per cell) is corrected, tight enough that inflating the
+#: spread buys next to nothing.
+VAR_CAP_FACTOR = 2.0
+
 
 def neg_ce(logits: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """Negative cross-entropy of the probe on the true groups (mean over the batch)."""
@@ -44,26 +50,40 @@ def confusion(logits: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
     return (prior * (log_prior - log_p)).sum(dim=1).mean()
 
 
-def mean_gap(z: torch.Tensor, cell: torch.Tensor, n_groups: int, n_classes: int) -> torch.Tensor:
+def mean_gap(z: torch.Tensor, cell: torch.Tensor, n_groups: int, n_classes: int,
+             var_cap: torch.Tensor | None = None) -> torch.Tensor:
     """Squared gap between group means and class means of ``z`` (see the module docstring).
 
     ``cell = c * n_groups + a`` indexes the (class, group) cell of each sample. The
     squared gap is estimated without bias: a batch's group means differ by sampling noise
     alone, and without the correction masking *any* input would look like progress
     because it removes that noise. Cells with fewer than two samples in the batch are
-    left out.
+    left out. ``var_cap`` (shape ``(n_classes, n_groups, E)``, a multiple of the clean
+    embeddings' within-cell variances) bounds the variance the correction uses, so inflating the
+    spread is never rewarded; the estimate is then conservative (biased upwards) for
+    edits that inflate it.
     """
     n, e = z.shape
     n_cells = n_groups * n_classes
     zeros = torch.zeros(n_cells, dtype=z.dtype, device=z.device)
     cnt = zeros.index_add(0, cell, torch.ones(n, dtype=z.dtype, device=z.device))
     s1 = torch.zeros(n_cells, e, dtype=z.dtype, device=z.device).index_add(0, cell, z)
-    s2 = torch.zeros(n_cells, e, dtype=z.dtype, device=z.device).index_add(0, cell, z * z)
+    flat_mean = s1 / cnt.clamp_min(1)[:, None]
+    # two-pass variance: Σz² − n·mean² cancels catastrophically in float32 once an edit
+    # inflates the embeddings, and the spurious variance then swamps the correction
+    dev = z - flat_mean[cell]
+    s2 = torch.zeros(n_cells, e, dtype=z.dtype, device=z.device).index_add(0, cell, dev * dev)
     ok = cnt >= 2
     cnt = torch.where(ok, cnt, torch.zeros_like(cnt)).reshape(n_classes, n_groups)
     safe = cnt.clamp_min(2)[..., None]
-    mean = s1.reshape(n_classes, n_groups, e) / safe
-    var = (s2.reshape(n_classes, n_groups, e) - safe * mean**2) / (safe - 1)
+    mean = flat_mean.reshape(n_classes, n_groups, e)
+    var = s2.reshape(n_classes, n_groups, e) / (safe - 1)
+    if var_cap is not None:
+        # A spread far above the clean one is not corrected for. Uncapped, an edit
+        # can "win" by inflating the within-group spread until chance alignment of the
+        # sample means is rewarded (seen with the additive edit: the estimate fell to
+        # about -150 clean gaps while a fresh probe still read the group perfectly).
+        var = torch.minimum(var, var_cap)
     p = cnt / cnt.sum(dim=1, keepdim=True).clamp_min(1)  # group shares within each class
     cls_mean = (p[..., None] * mean).sum(dim=1, keepdim=True)
     a_j = (p**2)[..., None] * var / safe  # variance each cell mean brings to its class mean
@@ -106,7 +126,9 @@ class Adversary:
         self.z_scale = torch.as_tensor(np.where(scale > 0, scale, 1.0), dtype=torch.float32,
                                        device=device)
         self.gap0 = 1.0
+        self.var_cap = None
         if objective == "mean_gap":
+            self.var_cap = self._cell_variance(Z, a, cls)
             clean = float(self._gap(torch.as_tensor(Z, dtype=torch.float32, device=device),
                                     self.a, self.cls))
             self.gap0 = clean if clean > 1e-12 else 1.0
@@ -119,9 +141,23 @@ class Adversary:
         other.cls = torch.as_tensor(cls, device=self.device)
         return other
 
+    def _cell_variance(self, Z: np.ndarray, a: np.ndarray, cls: np.ndarray) -> torch.Tensor:
+        """Cap on the within-(class, group) variance of the standardised embeddings."""
+        zs = (Z - self.z_mean.cpu().numpy()) / self.z_scale.cpu().numpy()
+        var = np.zeros((self.n_classes, self.n_groups, Z.shape[1]), dtype=np.float32)
+        for c in range(self.n_classes):
+            for k in range(self.n_groups):
+                rows = zs[(cls == c) & (a == k)]
+                if len(rows) >= 2:
+                    var[c, k] = rows.var(axis=0, ddof=1)
+        # floored at the dimension's overall clean variance (1 once standardised): a cell
+        # that was nearly constant may legitimately spread out as the edit changes it
+        return torch.as_tensor(VAR_CAP_FACTOR * np.maximum(var, 1.0), device=self.z_mean.device)
+
     def _gap(self, z: torch.Tensor, a: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
         zs = (z - self.z_mean) / self.z_scale
-        return mean_gap(zs, cls * self.n_groups + a, self.n_groups, self.n_classes) / self.gap0
+        cell = cls * self.n_groups + a
+        return mean_gap(zs, cell, self.n_groups, self.n_classes, self.var_cap) / self.gap0
 
     def __call__(self, z: torch.Tensor, idx: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Loss of the embeddings ``z`` of the training samples ``idx`` (differentiable)."""

@@ -174,7 +174,7 @@ def test_default_edit_lowers_retrained_probe_leakage_on_a_marker_shortcut():
     assert after < 0.75, (before, after)
     # the mask sits on the marker (rows 1-3, last columns) and keeps most of the image
     assert dne.mask_[0, 1:4, -4:-1].mean() < 0.2
-    assert dne.mask_.mean() > 0.8
+    assert dne.mask_.mean() > 0.75
 
 
 def test_feature_mode_masked_edit_hides_the_group_column(features):
@@ -199,6 +199,19 @@ def test_every_objective_decreases_its_loss(images, encoder, objective):
                                  n_iter_no_change=10)
     t.fit(X, y, sensitive_features=a)
     assert t.loss_curve_[-1] < t.loss_curve_[0]
+
+
+def test_mean_gap_cannot_be_won_by_inflating_the_spread():
+    # With the sampling-noise correction in the gradient, the additive edit learned to
+    # inflate the within-group spread of a random CNN's embeddings and drove the
+    # estimate to about -150 (in units of the clean gap, which is >= 0 by definition)
+    # within a few epochs; the value must stay an honest, non-negative-in-expectation
+    # estimate.
+    X, y, a = make_marker_images(n=600, seed=1)
+    t = DebiasedNoiseTransformer(make_encoder(), edit="additive", objective="mean_gap",
+                                 max_epochs=4, n_iter_no_change=10, random_state=0)
+    t.fit(X, y, sensitive_features=a)
+    assert min(t.loss_curve_) > -0.25
 
 
 def test_max_norm_bounds_the_full_resolution_noise(images, encoder):

@@ -277,7 +277,12 @@ def make_spurious_images(
 
 def _read_image(path: str, size: tuple[int, int], n_channels: int) -> np.ndarray:
     """Read one image file as a float32 (C, H, W) array in [0, 1], resized."""
-    from PIL import Image  # Pillow is only needed when images are read
+    try:
+        from PIL import Image  # Pillow is only needed when images are read
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Reading image files needs Pillow: pip install 'fairnoise[images]'"
+        ) from exc
 
     with Image.open(path) as image:
         if image.mode.startswith("I;16") or image.mode == "I":

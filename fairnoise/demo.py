@@ -1,0 +1,843 @@
+"""The demo behind ``python -m fairnoise demo``: the whole story on built-in data.
+
+It generates synthetic medical-style images in which a corner marker (or a contrast
+change) gives the sensitive group away and the group is spuriously correlated with the
+disease in the training set but not in the test set, embeds them with a built-in
+*stand-in* encoder, and compares four pipelines that end in the same logistic regression:
+
+* **ERM**: the classifier on the encoder's embeddings of the images as they are;
+* **DNE (white-box)**: :class:`~fairnoise.DebiasedNoiseTransformer` with the library
+  defaults, learned with gradients through the encoder;
+* **GeZO (black-box)**: :class:`~fairnoise.GeZONoiseTransformer` with its defaults and a
+  query budget, learned from the encoder's outputs alone;
+* **Oracle**: the classifier on the same images *without* the shortcut, the target a
+  debiasing method should reach.
+
+Every pipeline is scored on the unconfounded test set: task AUC, per-group TPR and TNR,
+the equal-opportunity and equalized-odds gaps, ``|1 - DI|``, and the leakage of the
+group from the embeddings (a fresh probe trained on the transformed training embeddings
+and scored on the transformed test embeddings), marginal and conditional on the label.
+The numbers are printed as they come, whatever they show.
+
+The stand-in encoder is a small frozen CNN with random weights. It is **not** a
+foundation model: it makes the demo self-contained and fast, nothing more. Pass your own
+``torch.nn.Module`` as ``encoder=`` to :func:`run_demo` (or ``--encoder
+package.module:factory`` on the command line) to run the same comparison through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import pandas as pd
+import sklearn
+import torch
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.utils import Bunch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .datasets import make_spurious_images
+from .dne import DebiasedNoiseTransformer
+from .encoders import TorchEncoder
+from .gezo import GeZONoiseTransformer
+from .metrics import FairnessReport, fairness_report, leakage_auc
+
+__all__ = ["DemoResult", "make_standin_encoder", "run_demo"]
+
+#: Method names, in the order of the table.
+ERM, DNE, GEZO, ORACLE = "ERM", "DNE (white-box)", "GeZO (black-box)", "Oracle"
+
+#: Settings of the full run and of ``quick=True`` (CI: seconds, not minutes).
+_FULL = {"n_samples": 2000, "max_queries": 150_000, "n_boot": 200,
+         "sweep": (0.01, 0.03, 0.3, 1.0), "dne": {}, "sweep_dne": {}}
+_QUICK = {"n_samples": 300, "max_queries": 9_000, "n_boot": 0,
+          "sweep": (1.0,), "dne": {"max_epochs": 10}, "sweep_dne": {"max_epochs": 5}}
+
+STANDIN_NOTICE = (
+    "The encoder is a built-in STAND-IN: a small frozen CNN with random weights. It is not "
+    "a foundation model; it only makes this demo self-contained. Plug in a real one with "
+    "run_demo(encoder=my_model, n_channels=3) in Python, or --encoder "
+    "package.module:factory on the command line."
+)
+
+
+# --------------------------------------------------------------------------------------
+# The stand-in encoder
+# --------------------------------------------------------------------------------------
+
+
+def make_standin_encoder(
+    n_channels: int = 1, random_state: int | None = 0, *, width: int = 16
+) -> torch.nn.Module:
+    """A small frozen CNN with random weights that stands in for a foundation model.
+
+    **This is not a foundation model.** It has never been trained: its three random
+    convolution layers (ReLU, average pooling) and a final 4 × 4 average pooling map an
+    image to ``64 * width`` features that keep coarse spatial layout and local contrast,
+    which is enough for the synthetic data of :func:`fairnoise.datasets.make_spurious_images`
+    and lets the demo, the examples and the tests run in seconds on a CPU. The module is
+    in eval mode with gradients off for its parameters, and stays differentiable with
+    respect to its input, so both :class:`~fairnoise.DebiasedNoiseTransformer` (white-box)
+    and :class:`~fairnoise.GeZONoiseTransformer` (black-box) can use it.
+
+    To use a real foundation model instead, pass any frozen ``torch.nn.Module`` that maps
+    ``N×C×H×W`` images to ``N×E`` embeddings wherever this one is used, e.g. a
+    torchvision ResNet with its classification layer removed::
+
+        import torchvision
+        model = torchvision.models.resnet50(weights="IMAGENET1K_V2")
+        model.fc = torch.nn.Identity()             # N×3×224×224 → N×2048
+        encoder = torch.nn.Sequential(normalise, model).eval()
+
+    or ``timm.create_model(name, pretrained=True, num_classes=0)``. Put the model's input
+    normalisation into the module (images reach it as floats in [0, 1]).
+
+    Parameters
+    ----------
+    n_channels : int, default=1
+        Channels of the input images (1 for grayscale, 3 for RGB).
+    random_state : int or None, default=0
+        Seed of the random weights (a local ``torch.Generator``: the global torch seed is
+        neither used nor changed).
+    width : int, default=16
+        Channels of the first layer; the next two have ``2 * width`` and ``4 * width``.
+        The embedding has ``64 * width`` features, whatever the image size (at least 16
+        pixels a side).
+
+    Returns
+    -------
+    torch.nn.Module
+        Frozen encoder mapping ``N×C×H×W`` float images to ``N×(64 * width)`` embeddings.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fairnoise.demo import make_standin_encoder
+    >>> encoder = make_standin_encoder(n_channels=1, random_state=0)
+    >>> encoder(torch.rand(5, 1, 32, 32)).shape
+    torch.Size([5, 1024])
+    >>> any(p.requires_grad for p in encoder.parameters())
+    False
+    """
+    if not (isinstance(n_channels, int) and n_channels >= 1):
+        raise ValueError(f"n_channels must be a positive integer; got {n_channels!r}.")
+    if not (isinstance(width, int) and width >= 1):
+        raise ValueError(f"width must be a positive integer; got {width!r}.")
+    w = width
+    with torch.random.fork_rng(devices=[]):  # torch's default init draws from the global RNG
+        encoder = torch.nn.Sequential(
+            torch.nn.Conv2d(n_channels, w, 5, padding=2), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
+            torch.nn.Conv2d(w, 2 * w, 3, padding=1), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
+            torch.nn.Conv2d(2 * w, 4 * w, 3, padding=1), torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(),
+        )
+    generator = torch.Generator().manual_seed(0 if random_state is None else int(random_state))
+    with torch.no_grad():
+        for layer in encoder:
+            if isinstance(layer, torch.nn.Conv2d):
+                fan_in = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+                # He initialisation keeps the activations' scale through the ReLUs
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator)
+                                   * (2.0 / fan_in) ** 0.5)
+                layer.bias.copy_(0.1 * torch.randn(layer.bias.shape, generator=generator))
+    return encoder.eval().requires_grad_(False)
+
+
+# --------------------------------------------------------------------------------------
+# The comparison
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` computed and wrote.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per method (ERM, DNE, GeZO, Oracle): task AUC, TPR and TNR per group, the
+        equal-opportunity (``EO gap``) and equalized-odds (``EOdds gap``) gaps,
+        ``|1-DI|``, and the marginal and conditional leakage of the group.
+    reports : dict of str to FairnessReport
+        The full :func:`~fairnoise.metrics.fairness_report` of each method on the test set.
+    pipelines : dict of str to Pipeline
+        The fitted pipelines (the oracle's was fitted on the oracle images).
+    sweep : pandas.DataFrame or None
+        Task AUC and fairness gaps of DNE across ``lambda_reg`` values, with ERM and the
+        oracle as reference points (``series``, ``label``, ``lambda_reg``, ``auc``,
+        ``equalized_odds_difference``, ``equal_opportunity_difference``).
+    data : sklearn.utils.Bunch
+        ``train`` and ``test`` as returned by
+        :func:`~fairnoise.datasets.make_spurious_images`.
+    settings : dict
+        The settings the run used (after ``quick`` defaults were filled in).
+    seconds : dict of str to float
+        Wall-clock seconds of each stage.
+    out : pathlib.Path or None
+        The report folder, or None when nothing was written.
+    files : list of pathlib.Path
+        Files written to ``out``.
+
+    Examples
+    --------
+    >>> from fairnoise.demo import run_demo
+    >>> result = run_demo(n_samples=100, quick=True, gezo=False, sweep=False, out=None,
+    ...                   verbose=False)
+    >>> sorted(result.pipelines)
+    ['DNE (white-box)', 'ERM', 'Oracle']
+    >>> dne = result.transformers["DNE (white-box)"]
+    >>> dne.mask_.shape                     # the learned mask, one per image pixel
+    (1, 32, 32)
+    >>> print(result.reports["ERM"].summary.index[0])
+    equal_opportunity_difference
+    """
+
+    table: pd.DataFrame
+    reports: dict[str, FairnessReport]
+    pipelines: dict[str, Pipeline]
+    sweep: pd.DataFrame | None
+    data: Bunch
+    settings: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+    out: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def transformers(self) -> dict[str, Any]:
+        """The fitted noise transformers of the debiasing methods, by method name."""
+        return {name: pipe.named_steps["noise"] for name, pipe in self.pipelines.items()
+                if "noise" in pipe.named_steps}
+
+
+def _head() -> Pipeline:
+    """The task classifier every method ends in: standardisation + logistic regression."""
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+
+
+def _plain_pipeline(embed: Callable[[np.ndarray], np.ndarray]) -> Pipeline:
+    """ERM (and the oracle): the encoder's embeddings of the images as they are → head."""
+    return Pipeline([("encoder", FunctionTransformer(embed)), ("clf", _head())])
+
+
+class _BlackBoxAPI:
+    """The encoder seen as an embedding API: NumPy images in, NumPy embeddings out.
+
+    GeZO only ever calls this; it never sees the module, its weights or its gradients.
+    """
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.module(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+
+
+def _load_encoder(spec: str) -> torch.nn.Module:
+    """``"package.module:factory"`` → the module returned by ``factory()``."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(
+            f"--encoder must look like package.module:factory (a function returning a "
+            f"torch.nn.Module); got {spec!r}."
+        )
+    factory = getattr(importlib.import_module(module_name), attr)
+    encoder = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) \
+        else factory
+    if not isinstance(encoder, torch.nn.Module):
+        raise TypeError(
+            f"--encoder {spec} gave a {type(encoder).__name__}; the demo needs a "
+            "torch.nn.Module (the white-box method differentiates through it)."
+        )
+    return encoder
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] = time.perf_counter() - start
+
+
+def _score(pipe: Pipeline, X_train: np.ndarray, X_test: np.ndarray, data: Bunch,
+           n_boot: int, seed: int, leakage: bool = True) -> tuple[FairnessReport, dict]:
+    """Test-set report and leakage of one fitted pipeline (embeddings → head)."""
+    Z_test = pipe[:-1].transform(X_test)
+    proba = pipe[-1].predict_proba(Z_test)[:, 1]
+    train, test = data.train, data.test
+    report = fairness_report(test.y, proba, sensitive_features=test.sensitive,
+                             n_boot=n_boot, random_state=seed)
+    extra: dict[str, float] = {}
+    if leakage:
+        Z_train = pipe[:-1].transform(X_train)
+        extra["leakage"] = leakage_auc(Z_train, train.sensitive, Z_test=Z_test,
+                                       sensitive_features_test=test.sensitive)
+        extra["cond. leakage"] = leakage_auc(
+            Z_train, train.sensitive, y=train.y, Z_test=Z_test,
+            sensitive_features_test=test.sensitive, y_test=test.y)
+    return report, extra
+
+
+def _row(report: FairnessReport, extra: dict[str, float]) -> dict[str, float]:
+    s, by_group = report.summary, report.by_group
+    row = {"task AUC": s["overall_auc"]}
+    for metric in ("tpr", "tnr"):
+        for group, value in by_group[metric].items():
+            row[f"{metric.upper()} a={group}"] = value
+    row["EO gap"] = s["equal_opportunity_difference"]
+    row["EOdds gap"] = s["equalized_odds_difference"]
+    row["|1-DI|"] = s["disparate_impact_distance"]
+    row.update(extra)
+    return row
+
+
+def _format_table(table: pd.DataFrame) -> str:
+    """The results table as fixed-width text, three decimals."""
+    return table.rename_axis(None).to_string(float_format=lambda v: f"{v:.3f}", na_rep="-")
+
+
+_LOWER_IS_BETTER = {"EO gap": "equal-opportunity gap", "EOdds gap": "equalized-odds gap",
+                    "|1-DI|": "|1-DI|", "cond. leakage": "conditional leakage"}
+
+
+def _verdict(before: float, after: float, lower_is_better: bool, tol: float = 0.005) -> str:
+    if abs(after - before) <= tol:
+        return "no change"
+    return "better" if (after < before) == lower_is_better else "WORSE"
+
+
+def _reading_notes(table: pd.DataFrame) -> list[str]:
+    """One plain-language line per debiasing method: how it compares with ERM and the oracle."""
+    lines = []
+    if ERM not in table.index:
+        return lines
+    base = table.loc[ERM]
+    oracle = table.loc[ORACLE] if ORACLE in table.index else None
+    for method in (DNE, GEZO):
+        if method not in table.index:
+            continue
+        row = table.loc[method]
+        parts = [f"task AUC {base['task AUC']:.3f} -> {row['task AUC']:.3f} "
+                 f"({_verdict(base['task AUC'], row['task AUC'], False)})"]
+        for column, name in _LOWER_IS_BETTER.items():
+            if column in row and not pd.isna(row[column]):
+                parts.append(f"{name} {base[column]:.3f} -> {row[column]:.3f} "
+                             f"({_verdict(base[column], row[column], True)})")
+        line = f"{method} vs ERM: " + "; ".join(parts) + "."
+        if oracle is not None:
+            line += (f" The oracle reaches task AUC {oracle['task AUC']:.3f}, equalized-odds "
+                     f"gap {oracle['EOdds gap']:.3f}, conditional leakage "
+                     f"{oracle['cond. leakage']:.3f}.")
+        lines.append(line)
+    return lines
+
+
+def run_demo(
+    *,
+    n_samples: int | None = None,
+    image_size: int = 32,
+    n_channels: int = 1,
+    shortcut: str = "marker",
+    correlation: float = 0.8,
+    seed: int = 0,
+    out: str | Path | None = "fairnoise-report",
+    quick: bool = False,
+    gezo: bool = True,
+    max_queries: int | None = None,
+    n_jobs: int | None = None,
+    sweep: bool = True,
+    n_boot: int | None = None,
+    encoder: torch.nn.Module | None = None,
+    plots: bool = True,
+    verbose: bool = True,
+    stream: TextIO | None = None,
+) -> DemoResult:
+    """Compare ERM, white-box DNE, black-box GeZO and the oracle on synthetic shortcut images.
+
+    The training set (``n_samples`` images) ties the group to the label with
+    ``correlation``; the test set (``n_samples`` more) does not, so a classifier that
+    learned the shortcut loses there, unequally across the groups. Every method ends in
+    the same classifier (standardisation + logistic regression) and is scored on the test
+    set. Leakage is the AUC of a *fresh* probe trained on the transformed training
+    embeddings and scored on the transformed test embeddings (never the probe the edit
+    was optimised against), marginal and conditional on the label.
+
+    Parameters
+    ----------
+    n_samples : int, default=None
+        Training images (and as many test images). None: 2000, or 300 with ``quick``.
+    image_size : int, default=32
+        Height and width of the images, in pixels (at least 16).
+    n_channels : int, default=1
+        Channels of the images: 1, or 3 for an RGB encoder passed as ``encoder``.
+    shortcut : {"marker", "contrast"}, default="marker"
+        The group shortcut: a bright corner marker (a location-fixed tag, which the
+        masked edit can blank), or a group-dependent global contrast (non-local: a
+        universal edit cannot mask it away; see the limitations in the docs).
+    correlation : float, default=0.8
+        Group-label correlation of the training set (the test set has 0); see
+        :func:`~fairnoise.datasets.make_spurious_images`.
+    seed : int, default=0
+        Seeds the data (test set: ``seed + 1``), the stand-in encoder's weights and the
+        transformers; the same seed gives the same table.
+    out : str, path or None, default="fairnoise-report"
+        Folder for ``report.md``, ``results.csv`` (and the same table as text,
+        ``table.txt``), ``sweep.csv`` and the PNG figures; created if needed. None
+        writes nothing.
+    quick : bool, default=False
+        A run of seconds for CI: 300 samples, at most 10 DNE epochs, a small GeZO budget, one
+        sweep point, no bootstrap. Explicit arguments still win.
+    gezo : bool, default=True
+        Also fit the black-box :class:`~fairnoise.GeZONoiseTransformer`.
+    max_queries : int, default=None
+        GeZO's budget of images sent to the encoder. None: 150,000, or 9,000 with
+        ``quick``.
+    n_jobs : int, default=None
+        GeZO's concurrent queries (threads).
+    sweep : bool, default=True
+        Also fit DNE at other ``lambda_reg`` values for the trade-off figure.
+    n_boot : int, default=None
+        Bootstrap resamples for the confidence intervals in the report. None: 200, or 0
+        with ``quick``.
+    encoder : torch.nn.Module, default=None
+        The frozen encoder; None builds :func:`make_standin_encoder`. A real model must
+        map ``N×n_channels×image_size×image_size`` float images in [0, 1] to ``N×E``.
+    plots : bool, default=True
+        Write the PNG figures (needs matplotlib: ``pip install "fairnoise[plot]"``;
+        without it the figures are skipped with a note).
+    verbose : bool, default=True
+        Print the header, progress bars, the table and the notes.
+    stream : file-like, default=None
+        Where the table and notes go; None is ``sys.stdout``.
+
+    Returns
+    -------
+    DemoResult
+
+    Examples
+    --------
+    >>> from fairnoise.demo import run_demo
+    >>> result = run_demo(n_samples=200, quick=True, gezo=False, sweep=False, out=None,
+    ...                   verbose=False)
+    >>> list(result.table.index)
+    ['ERM', 'DNE (white-box)', 'Oracle']
+    >>> list(result.table.columns)  # doctest: +NORMALIZE_WHITESPACE
+    ['task AUC', 'TPR a=0', 'TPR a=1', 'TNR a=0', 'TNR a=1', 'EO gap', 'EOdds gap',
+     '|1-DI|', 'leakage', 'cond. leakage']
+    """
+    preset = _QUICK if quick else _FULL
+    n_samples = preset["n_samples"] if n_samples is None else int(n_samples)
+    max_queries = preset["max_queries"] if max_queries is None else int(max_queries)
+    n_boot = preset["n_boot"] if n_boot is None else int(n_boot)
+    if n_samples < 50:
+        raise ValueError(f"n_samples must be at least 50; got {n_samples}.")
+    stream = sys.stdout if stream is None else stream
+    say = (lambda text="": print(text, file=stream, flush=True)) if verbose else (
+        lambda text="": None)
+    settings = dict(n_samples=n_samples, image_size=image_size, n_channels=n_channels,
+                    shortcut=shortcut, correlation=correlation, seed=seed, quick=quick,
+                    gezo=gezo, max_queries=max_queries, n_jobs=n_jobs, sweep=sweep,
+                    n_boot=n_boot, standin_encoder=encoder is None)
+    seconds: dict[str, float] = {}
+
+    say(f"fairnoise {__version__} demo: {n_samples} training + {n_samples} test synthetic "
+        f"images ({n_channels}x{image_size}x{image_size}), shortcut {shortcut!r}, "
+        f"group-label correlation {correlation:g} in training, 0 in test.")
+    if encoder is None:
+        say(STANDIN_NOTICE)
+    say()
+
+    sweep_values = tuple(preset["sweep"]) if sweep else ()
+    n_steps = 4 + bool(gezo) + len(sweep_values) + 2
+    bar = tqdm(total=n_steps, desc="demo", unit="step", disable=not verbose,
+               bar_format="{desc:<34}{percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} "
+                          "[{elapsed}<{remaining}]")
+
+    def step(text: str) -> None:
+        bar.set_description_str(text)
+
+    with _timed(seconds, "data"):
+        step("generating data")
+        train = make_spurious_images(n_samples, image_size=image_size, n_channels=n_channels,
+                                     correlation=correlation, shortcut=shortcut,
+                                     random_state=seed)
+        test = make_spurious_images(n_samples, image_size=image_size, n_channels=n_channels,
+                                    correlation=0.0, shortcut=shortcut, random_state=seed + 1)
+        data = Bunch(train=train, test=test)
+        module = make_standin_encoder(n_channels, random_state=seed) if encoder is None \
+            else encoder
+        embed = TorchEncoder(module).embed
+        bar.update()
+
+    pipelines: dict[str, Pipeline] = {}
+    rows: dict[str, dict[str, float]] = {}
+    reports: dict[str, FairnessReport] = {}
+
+    def evaluate(name: str, X_train: np.ndarray, X_test: np.ndarray) -> None:
+        report, extra = _score(pipelines[name], X_train, X_test, data, n_boot, seed)
+        reports[name], rows[name] = report, _row(report, extra)
+
+    with _timed(seconds, ERM):
+        step("fitting ERM")
+        pipelines[ERM] = _plain_pipeline(embed).fit(train.images, train.y)
+        evaluate(ERM, train.images, test.images)
+        bar.update()
+
+    with _timed(seconds, DNE):
+        step("fitting DNE (white-box)")
+        dne = DebiasedNoiseTransformer(encoder=module, random_state=seed,
+                                       verbose=int(verbose), **preset["dne"])
+        pipelines[DNE] = Pipeline([("noise", dne), ("clf", _head())])
+        pipelines[DNE].fit(train.images, train.y, noise__sensitive_features=train.sensitive)
+        evaluate(DNE, train.images, test.images)
+        bar.update()
+
+    if gezo:
+        with _timed(seconds, GEZO):
+            step("fitting GeZO (black-box)")
+            gz = GeZONoiseTransformer(encoder=_BlackBoxAPI(module), max_queries=max_queries,
+                                      n_jobs=n_jobs, random_state=seed, verbose=int(verbose))
+            pipelines[GEZO] = Pipeline([("noise", gz), ("clf", _head())])
+            pipelines[GEZO].fit(train.images, train.y,
+                                noise__sensitive_features=train.sensitive)
+            evaluate(GEZO, train.images, test.images)
+            bar.update()
+
+    with _timed(seconds, ORACLE):
+        step("fitting the oracle")
+        pipelines[ORACLE] = _plain_pipeline(embed).fit(train.oracle_images, train.y)
+        evaluate(ORACLE, train.oracle_images, test.oracle_images)
+        bar.update()
+
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "method"
+
+    sweep_frame = None
+    if sweep_values:
+        with _timed(seconds, "sweep"):
+            points = []
+            for name in (ERM, ORACLE):
+                points.append({"series": name, "label": "", "lambda_reg": np.nan,
+                               **_gaps(reports[name])})
+            for lam in sorted({*sweep_values, dne.lambda_reg}):
+                if lam == dne.lambda_reg:
+                    pipe, report = pipelines[DNE], reports[DNE]
+                else:
+                    step(f"DNE sweep: lambda_reg={lam:g}")
+                    params = {**preset["sweep_dne"], "lambda_reg": lam, "verbose": 0}
+                    pipe = Pipeline([("noise", clone(dne).set_params(**params)),
+                                     ("clf", _head())])
+                    pipe.fit(train.images, train.y, noise__sensitive_features=train.sensitive)
+                    report, _ = _score(pipe, train.images, test.images, data, 0, seed,
+                                       leakage=False)
+                    bar.update()
+                points.append({"series": "DNE, lambda_reg sweep", "label": f"λ={lam:g}",
+                               "lambda_reg": lam, **_gaps(report)})
+            if gezo:
+                points.append({"series": GEZO, "label": "", "lambda_reg": np.nan,
+                               **_gaps(reports[GEZO])})
+            sweep_frame = pd.DataFrame(points)
+
+    result = DemoResult(table=table, reports=reports, pipelines=pipelines, sweep=sweep_frame,
+                        data=data, settings=settings, seconds=seconds)
+    if out is not None:
+        with _timed(seconds, "report"):
+            step("writing the report")
+            result.out = Path(out)
+            result.files = _write_outputs(result, plots=plots, say=say)
+    bar.update(bar.total - bar.n)
+    bar.close()
+
+    say()
+    say("Test set (no group-label correlation). Higher is better for task AUC, TPR, TNR; "
+        "lower is better for the gaps; leakage 0.5 = the group cannot be read from the "
+        "embeddings.")
+    say(_format_table(table))
+    say()
+    for line in _reading_notes(table):
+        say(line)
+    if gezo and GEZO in pipelines:
+        gz = pipelines[GEZO].named_steps["noise"]
+        say(f"GeZO sent {gz.n_queries_:,} images to the encoder (budget {max_queries:,}) in "
+            f"{gz.n_iter_} search iterations.")
+    if result.out is not None:
+        say(f"Report: {result.out / 'report.md'}")
+    return result
+
+
+def _gaps(report: FairnessReport) -> dict[str, float]:
+    s = report.summary
+    return {"auc": float(s["overall_auc"]),
+            "equalized_odds_difference": float(s["equalized_odds_difference"]),
+            "equal_opportunity_difference": float(s["equal_opportunity_difference"])}
+
+
+# --------------------------------------------------------------------------------------
+# The report folder
+# --------------------------------------------------------------------------------------
+
+_FIGURES = {
+    "edits": "edits_dne.png",
+    "edits_gezo": "edits_gezo.png",
+    "noise": "noise_dne.png",
+    "noise_gezo": "noise_gezo.png",
+    "groups": "group_metrics.png",
+    "tradeoff": "tradeoff.png",
+}
+
+
+def _write_figures(result: DemoResult, out: Path,
+                   say: Callable[[str], None]) -> dict[str, Path]:
+    """The PNG figures; an empty dict (and a note) when matplotlib is missing."""
+    try:
+        from . import plotting
+
+        plt = plotting._pyplot()
+    except ImportError as exc:
+        say(f"Figures skipped: {exc}")
+        return {}
+    written: dict[str, Path] = {}
+
+    def save(key: str, fig: Any) -> None:
+        path = out / _FIGURES[key]
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written[key] = path
+
+    test = result.data.test
+    transformers = result.transformers
+    for key, method in (("edits", DNE), ("edits_gezo", GEZO)):
+        if method in transformers:
+            save(key, plotting.plot_edit_examples(transformers[method], test.images,
+                                                  test.sensitive, test.oracle_images))
+    for key, method in (("noise", DNE), ("noise_gezo", GEZO)):
+        if method in transformers:
+            save(key, plotting.plot_noise(transformers[method], title=f"{method}: learned edit"))
+    names = list(result.reports)
+    ordered = [n for n in (ERM, DNE, GEZO, ORACLE) if n in names]
+    save("groups", plotting.plot_group_metrics(*(result.reports[n] for n in ordered),
+                                               labels=ordered))
+    if result.sweep is not None:
+        save("tradeoff", plotting.plot_tradeoff(result.sweep))
+    return written
+
+
+def _write_outputs(result: DemoResult, *, plots: bool,
+                   say: Callable[[str], None]) -> list[Path]:
+    out = result.out
+    assert out is not None
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    csv = out / "results.csv"
+    result.table.to_csv(csv, float_format="%.4f")
+    text = out / "table.txt"
+    text.write_text(_format_table(result.table) + "\n", encoding="utf-8")
+    files += [csv, text]
+    if result.sweep is not None:
+        sweep_csv = out / "sweep.csv"
+        result.sweep.to_csv(sweep_csv, index=False, float_format="%.4f")
+        files.append(sweep_csv)
+    figures = _write_figures(result, out, say) if plots else {}
+    files.extend(figures.values())
+    report = out / "report.md"
+    report.write_text(_markdown(result, figures), encoding="utf-8")
+    files.append(report)
+    return files
+
+
+def _md_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    header = "| " + " | ".join([frame.index.name or "", *map(str, frame.columns)]) + " |"
+    rule = "|" + "---|" * (len(frame.columns) + 1)
+    body = []
+    for name, row in frame.iterrows():
+        cells = ["-" if pd.isna(v) else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
+                 for v in row]
+        body.append("| " + " | ".join([str(name), *cells]) + " |")
+    return "\n".join([header, rule, *body])
+
+
+def _markdown(result: DemoResult, figures: dict[str, Path]) -> str:
+    s = result.settings
+    lines = [
+        "# fairnoise demo report",
+        "",
+        f"fairnoise {__version__}, scikit-learn {sklearn.__version__}, torch "
+        f"{torch.__version__}, Python {platform.python_version()}.",
+        "",
+        "Reproduce with:",
+        "",
+        "```bash",
+        _command_line(s),
+        "```",
+        "",
+        "## Setup",
+        "",
+        f"* **Data**: `make_spurious_images`, {s['n_samples']} training and {s['n_samples']} "
+        f"test images of {s['n_channels']}×{s['image_size']}×{s['image_size']} pixels. The "
+        f"sensitive group is given away by a `{s['shortcut']}` shortcut. In training the "
+        f"group is correlated with the disease (correlation {s['correlation']:g}); in the "
+        "test set it is not, so a classifier that learned the shortcut is wrong there, and "
+        "more for one group than the other. Every image has an *oracle* twin without the "
+        "shortcut.",
+    ]
+    if s["standin_encoder"]:
+        lines.append(
+            "* **Encoder**: a built-in **stand-in**: a small frozen CNN with random weights "
+            "(`fairnoise.demo.make_standin_encoder`). It is *not* a foundation model; "
+            "it keeps the demo self-contained and fast. See *Plug in your own encoder* below.")
+    else:
+        lines.append("* **Encoder**: the user-supplied frozen module.")
+    lines += [
+        "* **Methods**, each ending in the same classifier (standardisation + logistic "
+        "regression):",
+        "  * **ERM**: the classifier on the embeddings of the images as they are;",
+        "  * **DNE (white-box)**: `DebiasedNoiseTransformer` with the library defaults "
+        "(masked edit, `mean_gap` objective, class-conditional since `y` is passed to "
+        "`fit`), learned with gradients through the encoder;",
+    ]
+    if s["gezo"]:
+        lines.append(
+            f"  * **GeZO (black-box)**: `GeZONoiseTransformer` with its defaults and a "
+            f"budget of {s['max_queries']:,} encoder queries, learned from the encoder's "
+            "outputs only;")
+    lines += [
+        "  * **Oracle**: the classifier trained and tested on the oracle images, the "
+        "target a debiasing method should reach.",
+        "",
+        "## Results on the test set",
+        "",
+        "Higher is better for task AUC, TPR and TNR; lower is better for the gaps "
+        "(`EO gap`: equal-opportunity difference, the TPR gap; `EOdds gap`: equalized-odds "
+        "difference; `|1-DI|`: distance of the disparate-impact ratio of selection rates "
+        "from 1). *Leakage* is the AUC of a fresh logistic-regression probe that predicts "
+        "the group, trained on the transformed training embeddings and scored on the "
+        "transformed test embeddings (0.5: the group cannot be read); *cond. leakage* does "
+        "the same within each class of the label. Because this test set is unconfounded, "
+        "the two are close here, and the oracle sits near 0.5 on both.",
+        "",
+        _md_table(result.table),
+        "",
+    ]
+    lines += [f"* {line}" for line in _reading_notes(result.table)]
+    if s["gezo"] and GEZO in result.pipelines:
+        gz = result.pipelines[GEZO].named_steps["noise"]
+        lines.append(f"* GeZO sent {gz.n_queries_:,} images to the encoder (budget "
+                     f"{s['max_queries']:,}) in {gz.n_iter_} search iterations.")
+    if DNE in result.pipelines:
+        dne = result.pipelines[DNE].named_steps["noise"]
+        lines.append(f"* DNE ran {dne.n_iter_} epochs.")
+    lines += [
+        "* One seed, one data set: differences of a few hundredths are within noise. "
+        + ("The per-method reports below give bootstrap intervals." if s["n_boot"] else
+           "Run without `--quick` for bootstrap intervals."),
+        "",
+        "Machine-readable: `results.csv` (as text: `table.txt`)"
+        + (", `sweep.csv`." if result.sweep is not None else "."),
+        "",
+    ]
+    captions = {
+        "edits": ("What the encoder sees", "Test images per group: as they are, after the "
+                  "white-box edit, and the oracle (no shortcut)."),
+        "edits_gezo": (None, "The same images after the black-box (GeZO) edit."),
+        "noise": ("The learned edit", "Where the white-box mask replaces the image with "
+                  "the fill (1 − m; 1 = fully replaced)."),
+        "noise_gezo": (None, "The same for the black-box (GeZO) edit, searched on a "
+                       "coarse 8 × 8 grid."),
+        "groups": ("Per-group performance", "Test AUC, TPR and TNR per group for each "
+                   "method; a fair classifier has bars of equal height across the groups."),
+        "tradeoff": ("Fairness vs task AUC", "DNE across `lambda_reg` (the price of "
+                     "editing), with ERM, GeZO and the oracle as reference points. Best is "
+                     "top left."),
+    }
+    if figures:
+        lines += ["## Figures", ""]
+        for key, path in figures.items():
+            heading, caption = captions[key]
+            if heading:
+                lines += [f"### {heading}", ""]
+            lines += [f"![{caption}]({path.name})", "", caption, ""]
+    else:
+        lines += ["Figures were not written (matplotlib is not installed: "
+                  '`pip install "fairnoise[plot]"`).', ""]
+    if result.sweep is not None:
+        sweep = result.sweep.set_index("series")
+        lines += ["## Trade-off sweep", "", _md_table(sweep), ""]
+    lines += ["## Per-method reports", ""]
+    for name, report in result.reports.items():
+        lines += [f"### {name}", "", report.to_markdown(digits=3), ""]
+    lines += [
+        "## Plug in your own encoder",
+        "",
+        "Pass any frozen `torch.nn.Module` that maps `N×C×H×W` float images in [0, 1] to "
+        "`N×E` embeddings:",
+        "",
+        "```python",
+        "from fairnoise.demo import run_demo",
+        "",
+        "run_demo(encoder=my_model, n_channels=3, image_size=224, out=\"my-report\")",
+        "```",
+        "",
+        "or, on the command line, a function that builds it:",
+        "",
+        "```bash",
+        "python -m fairnoise demo --encoder mypackage.models:build_encoder "
+        "--n-channels 3 --image-size 224",
+        "```",
+        "",
+        "For your own data, put `DebiasedNoiseTransformer(encoder=my_model)` (or "
+        "`GeZONoiseTransformer(encoder=my_api)` for an embedding API) in a `Pipeline` "
+        "before your classifier and fit it with `noise__sensitive_features=groups`.",
+        "",
+        "## Timings",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *(f"| {k} | {v:.1f} |" for k, v in result.seconds.items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _command_line(s: dict[str, Any]) -> str:
+    parts = ["python -m fairnoise demo"]
+    if s["quick"]:
+        parts.append("--quick")
+    defaults = _QUICK if s["quick"] else _FULL
+    if s["n_samples"] != defaults["n_samples"]:
+        parts.append(f"--n-samples {s['n_samples']}")
+    if s["image_size"] != 32:
+        parts.append(f"--image-size {s['image_size']}")
+    if s["n_channels"] != 1:
+        parts.append(f"--n-channels {s['n_channels']}")
+    if s["shortcut"] != "marker":
+        parts.append(f"--shortcut {s['shortcut']}")
+    if s["correlation"] != 0.8:
+        parts.append(f"--correlation {s['correlation']:g}")
+    if s["seed"] != 0:
+        parts.append(f"--seed {s['seed']}")
+    if not s["gezo"]:
+        parts.append("--no-gezo")
+    elif s["max_queries"] != defaults["max_queries"]:
+        parts.append(f"--max-queries {s['max_queries']}")
+    if not s["sweep"]:
+        parts.append("--no-sweep")
+    if s["n_boot"] != defaults["n_boot"]:
+        parts.append(f"--n-boot {s['n_boot']}")
+    if not s["standin_encoder"]:
+        parts.append("--encoder <your module:factory>")
+    return " ".join(parts)

@@ -146,6 +146,25 @@ def test_transient_failures_are_retried_and_change_nothing():
     assert flaky.calls == steady.calls + 3
 
 
+@pytest.mark.parametrize("n_jobs", [None, 4])
+def test_a_long_fit_with_5_percent_failing_calls_completes_with_exact_accounting(n_jobs):
+    # About 5 % of the calls fail with a transient error (drawn once, seeded); the fit
+    # runs hundreds of calls, retries each failure, and counts exactly the images of the
+    # calls that succeeded, which is what the same fit costs against a reliable API.
+    rng = np.random.default_rng(0)
+    fail = {int(c): ConnectionError("reset") for c in np.flatnonzero(rng.random(5000) < 0.05) + 1}
+    flaky, steady = FakeAPI(fail=dict(fail)), FakeAPI()
+    kwargs = dict(max_epochs=12, n_jobs=n_jobs, max_retries=5)
+    t1 = gezo(flaky, **kwargs).fit(X, Y, sensitive_features=A)
+    t2 = gezo(steady, **kwargs).fit(X, Y, sensitive_features=A)
+    failed = flaky.calls - steady.calls
+    assert steady.calls > 200  # long: hundreds of calls
+    assert failed == sum(1 for c in fail if c <= flaky.calls) > 10
+    assert t1.n_queries_ == flaky.images == steady.images == t2.n_queries_
+    assert t1.n_iter_ == t2.n_iter_ == 12 * 3  # every iteration of every epoch ran
+    np.testing.assert_array_equal(t1.noise_param_, t2.noise_param_)
+
+
 def test_exhausted_retries_keep_the_progress_and_say_how_to_resume():
     api = FakeAPI(dead_from=20)
     t = gezo(api, max_epochs=50, max_retries=2)

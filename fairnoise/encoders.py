@@ -210,11 +210,33 @@ class QueryError(RuntimeError):
     Raised for an exception the encoder does not treat as transient, and for transient
     ones that persisted through ``max_retries`` retries. The original exception is the
     ``__cause__``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> def api(batch):
+    ...     raise PermissionError("invalid API key")
+    >>> try:
+    ...     CallableEncoder(api).embed(np.zeros((2, 3), np.float32))
+    ... except QueryError as err:
+    ...     print(type(err.__cause__).__name__)
+    PermissionError
     """
 
 
 class QueryBudgetExceeded(QueryError):
-    """A call would have taken the images sent past the budget; it was not sent."""
+    """A call would have taken the images sent past the budget; it was not sent.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> enc = CallableEncoder(lambda b: b, batch_size=4)
+    >>> try:
+    ...     enc.embed(np.zeros((10, 2), np.float32), meter=QueryMeter(limit=6))
+    ... except QueryBudgetExceeded as err:
+    ...     print("stopped;", enc.n_queries, "images were sent")
+    stopped; 4 images were sent
+    """
 
 
 class QueryMeter:
@@ -235,6 +257,16 @@ class QueryMeter:
     ----------
     spent : int
         Images sent in successful calls so far.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> enc = CallableEncoder(lambda b: b, batch_size=4)
+    >>> meter = QueryMeter(limit=100)
+    >>> enc.embed(np.zeros((10, 2), np.float32), meter=meter).shape
+    (10, 2)
+    >>> meter.spent, meter.remaining
+    (10, 90)
     """
 
     def __init__(self, limit: int | None = None) -> None:
@@ -490,7 +522,22 @@ class _ModuleFunction:
 
 
 def check_encoder(encoder: Any) -> TorchEncoder | CallableEncoder | None:
-    """Wrap what a user passed as ``encoder``: ``None``, a module, a callable or a wrapper."""
+    """Wrap what a user passed as ``encoder``: ``None``, a module, a callable or a wrapper.
+
+    Examples
+    --------
+    >>> import torch
+    >>> type(check_encoder(torch.nn.Flatten())).__name__
+    'TorchEncoder'
+    >>> type(check_encoder(lambda batch: batch)).__name__
+    'CallableEncoder'
+    >>> check_encoder(None) is None  # feature mode
+    True
+    >>> check_encoder("resnet50")
+    Traceback (most recent call last):
+    ...
+    TypeError: encoder must be None (inputs are features), a torch.nn.Module, ...
+    """
     if encoder is None or isinstance(encoder, (TorchEncoder, CallableEncoder)):
         return encoder
     if isinstance(encoder, torch.nn.Module):
@@ -510,6 +557,16 @@ def as_black_box(encoder: Any, *, batch_size: int) -> CallableEncoder | None:
     A module (or :class:`TorchEncoder`) is used through forward passes only, and a plain
     callable gets calls of ``batch_size`` inputs; a :class:`CallableEncoder` is used as
     it is, and ``None`` (feature mode) stays ``None``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> enc = as_black_box(torch.nn.Flatten(), batch_size=2)
+    >>> enc.embed(np.zeros((5, 1, 2, 2), np.float32)).shape
+    (5, 4)
+    >>> enc.n_queries  # forward passes only, counted like API calls
+    5
     """
     if isinstance(encoder, (torch.nn.Module, TorchEncoder)):
         return CallableEncoder(_ModuleFunction(check_encoder(encoder)), batch_size=batch_size)

@@ -1087,6 +1087,19 @@ class FairnessReport:
         Score threshold at which predictions were made (``y_score >= threshold``).
     confidence_level : float
         Coverage of the intervals.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fairnoise.metrics import fairness_report
+    >>> y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    >>> score = np.array([0.1, 0.9, 0.2, 0.8, 0.6, 0.7, 0.3, 0.4])
+    >>> group = np.array(["F", "F", "F", "F", "M", "M", "M", "M"])
+    >>> report = fairness_report(y, score, sensitive_features=group)
+    >>> report.by_group["tpr"].to_dict()
+    {'F': 1.0, 'M': 0.5}
+    >>> float(report.summary["equal_opportunity_difference"])
+    0.5
     """
 
     by_group: pd.DataFrame

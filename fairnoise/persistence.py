@@ -133,6 +133,23 @@ def load_noise(path: str | os.PathLike, *, encoder: Any = None, output: str = "e
     ValueError
         If the file is not a fairnoise noise file, is corrupted, or does not match
         ``input_shape``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from fairnoise import DebiasedNoiseTransformer, export_noise, load_noise
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.integers(0, 2, 200)
+    >>> X = np.c_[rng.normal(size=(200, 3)), a + rng.normal(scale=0.3, size=200)]
+    >>> dne = DebiasedNoiseTransformer(max_epochs=5, random_state=0)
+    >>> dne = dne.fit(X, sensitive_features=a)
+    >>> path = export_noise(dne, os.path.join(tempfile.mkdtemp(), "edit"))
+    >>> path.endswith(".npz")
+    True
+    >>> loaded = load_noise(path)  # no pickle: nothing in the file is executed
+    >>> np.array_equal(loaded.transform(X), dne.transform(X))
+    True
     """
     from .dne import DebiasedNoiseTransformer
 

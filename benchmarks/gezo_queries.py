@@ -10,10 +10,11 @@ group) and one frozen random CNN encoder, in one run:
 
 in two problem settings, both with ``y`` passed (class-conditional): the library's
 defaults (masked edit, ``objective="mean_gap"``, ``lambda_reg=0.1``) and the paper's edit
-(additive noise, ``lambda_reg=1e-3``) with the bounded ``"confusion"`` objective. (With the
-additive edit, ``"mean_gap"``'s batch estimate can be driven far below zero by noise that
-inflates the within-group variance, while the gap on all data grows; the paper's
-``"neg_ce"`` is unbounded too. Neither would compare optimisers.) Each black-box fit is
+(additive noise, ``lambda_reg=1e-3``) with the bounded ``"confusion"`` objective. (The
+paper's ``"neg_ce"`` is unbounded, which would not compare optimisers; and an additive
+edit can push ``"mean_gap"``'s batch estimate below its true value by inflating the
+within-group variance, which ``fairnoise.objectives.VAR_CAP_FACTOR`` bounds but does not
+remove.) Each black-box fit is
 checkpointed at growing budgets with ``warm_start`` (so one search is measured as it
 spends its queries), over several seeds.
 

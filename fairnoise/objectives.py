@@ -71,7 +71,7 @@ def mean_gap(z: torch.Tensor, cell: torch.Tensor, n_groups: int, n_classes: int,
     flat_mean = s1 / cnt.clamp_min(1)[:, None]
     # two-pass variance: Σz² − n·mean² cancels catastrophically in float32 once an edit
     # inflates the embeddings, and the spurious variance then swamps the correction
-    dev = z - flat_mean[cell]
+    dev = z - flat_mean.index_select(0, cell)  # backward: index_add, deterministic on CPU
     s2 = torch.zeros(n_cells, e, dtype=z.dtype, device=z.device).index_add(0, cell, dev * dev)
     ok = cnt >= 2
     cnt = torch.where(ok, cnt, torch.zeros_like(cnt)).reshape(n_classes, n_groups)

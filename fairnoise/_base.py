@@ -13,7 +13,7 @@ import mmap
 import numbers
 import warnings
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -61,7 +61,9 @@ def as_float_images(batch: Any) -> np.ndarray:
     if np.issubdtype(batch.dtype, np.integer):
         return batch.astype(np.float32) / np.float32(np.iinfo(batch.dtype).max)
     batch = batch.astype(np.float32, copy=False)
-    if not np.isfinite(batch).all():
+    # a NaN or infinity makes the sum non-finite; only then (or on overflow of a huge
+    # finite sum) is the slower elementwise check needed
+    if not np.isfinite(batch.sum()) and not np.isfinite(batch).all():
         raise ValueError("X contains NaN or infinity.")
     return batch
 
@@ -406,11 +408,32 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                mask: np.ndarray | None = None) -> np.ndarray:
         """φ(edit(X)) chunk by chunk (φ(X) when ``noise`` is None)."""
         out = []
+        fused = noise is not None and isinstance(self._encoder, TorchEncoder)
+        edit = self._torch_edit(noise, mask) if fused else None
         for xb in self._iter_chunks(X):
+            if fused:
+                out.append(self._encoder.embed(xb, edit=edit))
+                continue
             if noise is not None:
                 xb = apply_numpy(xb, noise, mask)
             out.append(self._encoder_embed(xb))
         return np.concatenate(out)
+
+    def _torch_edit(self, noise: np.ndarray,
+                    mask: np.ndarray | None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The fitted edit as one fused, out-of-place torch op per batch on the device.
+
+        ``m ⊙ x + (1 − m) ⊙ f`` is ``addcmul((1 − m) ⊙ f, x, m)`` with the first term
+        precomputed; the additive edit is ``x + ε``. Same values as :func:`apply_numpy`
+        up to float rounding.
+        """
+        device = self._encoder.torch_device
+        eps = torch.as_tensor(np.ascontiguousarray(noise, np.float32), device=device)
+        if mask is None:
+            return lambda x: x + eps
+        m = torch.as_tensor(np.ascontiguousarray(mask, np.float32), device=device)
+        base = (1.0 - m) * eps
+        return lambda x: torch.addcmul(base, x, m)
 
     def __sklearn_clone__(self) -> BaseNoiseTransformer:
         """Clone parameters as scikit-learn does, but share the frozen encoder.

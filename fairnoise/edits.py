@@ -112,7 +112,8 @@ class NoiseSpace:
         """Edit a batch ``x`` (``N×input_shape``) with the parameter ``θ``."""
         full = self.upsample(theta)
         if self.edit == "masked":
-            return x - full * (x - fill)  # = m ⊙ x + (1 − m) ⊙ f with m = 1 − full
+            # x + full ⊙ (f − x) = m ⊙ x + (1 − m) ⊙ f with m = 1 − full, one fused kernel
+            return torch.lerp(x, fill.to(x.dtype).expand_as(x), full.to(x.dtype))
         return x + full
 
     def full_arrays(self, theta: torch.Tensor,

@@ -191,14 +191,22 @@ class TorchEncoder:
             )
         return z.float()
 
-    def embed(self, X: np.ndarray) -> np.ndarray:
-        """Embed a float array batch by batch, without gradients. Returns float32 ``N×E``."""
+    def embed(self, X: np.ndarray,
+              edit: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
+        """Embed a float array batch by batch, without gradients. Returns float32 ``N×E``.
+
+        ``edit``, if given, maps each float32 batch on the device to the batch the encoder
+        sees (out of place: the batch may share memory with ``X``). Editing batch by
+        batch keeps the edit's temporaries the size of a batch, in cache and on the
+        device, instead of making whole-array copies on the host.
+        """
         out = []
         device = self.torch_device
         with self.frozen() as module, torch.no_grad():
             for start in range(0, len(X), self.batch_size):
                 xb = torch.as_tensor(np.asarray(X[start : start + self.batch_size]))
-                z = self.forward(module, xb.to(device, torch.float32, non_blocking=True))
+                xb = xb.to(device, torch.float32, non_blocking=True)
+                z = self.forward(module, xb if edit is None else edit(xb))
                 out.append(z.cpu().numpy())
         Z = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
         return _check_embeddings(Z, len(X), "encoder")

@@ -47,6 +47,21 @@ def minimise_minibatch(
     ``partial_fit`` carries the optimiser from one call to the next.
 
     Returns the parameter and the mean loss of each epoch.
+
+    Examples
+    --------
+    Fit the mean of some data by minibatch Adam, keeping the parameter in [0, 1]:
+
+    >>> import torch
+    >>> data = torch.linspace(0.2, 1.0, 100)
+    >>> def batch_loss(idx, theta):
+    ...     return ((data[idx] - theta) ** 2).mean()
+    >>> theta, curve = minimise_minibatch(
+    ...     batch_loss, torch.zeros(()), 100, batch_size=20, learning_rate=0.1,
+    ...     max_epochs=40, tol=1e-6, n_iter_no_change=5,
+    ...     project=lambda t: t.clamp_(0, 1), generator=torch.Generator().manual_seed(0))
+    >>> round(float(theta), 1), curve[-1] < curve[0]
+    (0.6, True)
     """
     theta = theta.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=learning_rate)

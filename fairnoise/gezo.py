@@ -84,6 +84,18 @@ class SearchState:
     known_losses : dict
         Data losses already paid for in an iteration that did not finish, keyed by a
         digest of (batch, point); emptied whenever an iteration completes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> state = SearchState.start(0.2, (1, 8, 8), seed=0)
+    >>> state.step_size, state.velocity.shape, state.n_updates
+    (0.2, (1, 8, 8), 0)
+    >>> rng = np.random.Generator(np.random.PCG64())
+    >>> rng.bit_generator.state = state.rng_state
+    >>> idx, order, position = state.next_batch(rng, n_samples=10, batch_size=4)
+    >>> len(idx), position
+    (4, 4)
     """
 
     step_size: float
@@ -138,6 +150,21 @@ def greedy_update(theta: np.ndarray, state: SearchState, points: Sequence[np.nda
 
     ``losses[k]`` is the loss of ``points[k]``, all on the same batch. Returns the next
     point and its loss on that batch; updates ``state`` in place.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> state = SearchState.start(0.1, (2,), seed=0)
+    >>> theta = np.zeros(2, np.float32)
+    >>> points = [theta, np.array([0.1, 0], np.float32), np.array([-0.1, 0], np.float32)]
+    >>> new, loss = greedy_update(theta, state, points, np.array([1.0, 0.5, 2.0]),
+    ...                           step_decay=0.9)
+    >>> new.tolist(), loss  # the better candidate is taken, its move kept as velocity
+    ([0.10000000149011612, 0.0], 0.5)
+    >>> _, loss = greedy_update(new, state, [new, new + 1], np.array([0.5, 0.7]),
+    ...                         step_decay=0.9)
+    >>> loss, round(state.step_size, 3)  # no candidate improves: stay, shrink the step
+    (0.5, 0.09)
     """
     best = 1 + int(np.argmin(losses[1:]))  # first of equal losses: no dependence on order
     if losses[best] < losses[0]:
@@ -157,6 +184,23 @@ def spsa_update(theta: np.ndarray, state: SearchState, u: np.ndarray, losses: np
     ``evaluate`` scores the proposed point on the same batch. Returns the next point and
     its loss on the batch; updates ``state`` in place (only once the proposal is scored,
     so a failed query leaves it untouched).
+
+    Examples
+    --------
+    On a quadratic, one step from the antithetic pairs moves towards the minimum at 1:
+
+    >>> import numpy as np
+    >>> def evaluate(points):
+    ...     return np.array([float(((p - 1.0) ** 2).sum()) for p in points])
+    >>> theta = np.zeros(3, np.float32)
+    >>> state = SearchState.start(0.1, theta.shape, seed=0)
+    >>> u = np.random.default_rng(0).choice([-1.0, 1.0], size=(4, 3)).astype(np.float32)
+    >>> s = np.float32(state.step_size)
+    >>> points = [theta, *(theta + sign * s * ui for ui in u for sign in (1, -1))]
+    >>> new, loss = spsa_update(theta, state, u, evaluate(points), evaluate, momentum=0.9,
+    ...                         step_decay=0.95, project=lambda t: t)
+    >>> bool(loss < evaluate([theta])[0]), bool((new > 0).all())
+    (True, True)
     """
     s = state.step_size
     diffs = (losses[1::2] - losses[2::2]) / (2.0 * s)

@@ -48,18 +48,22 @@ def small_cnn(channels: int = 3) -> torch.nn.Module:
 
 
 class ViTB16(torch.nn.Module):
-    """A ViT-B/16-sized encoder (patch 16, width 768, depth 12, 12 heads), random weights."""
+    """A ViT/16 encoder, random weights: ViT-B/16-sized by default (width 768, depth 12,
+    12 heads); ``width=192, heads=3`` gives a ViT-Ti/16-sized one."""
 
-    def __init__(self, image_size: int = 224) -> None:
+    def __init__(self, image_size: int = 224, width: int = 768, depth: int = 12,
+                 heads: int = 12) -> None:
         super().__init__()
-        self.patch = torch.nn.Conv2d(3, 768, 16, stride=16)
+        torch.manual_seed(0)
+        self.patch = torch.nn.Conv2d(3, width, 16, stride=16)
         n = (image_size // 16) ** 2 + 1
-        self.cls = torch.nn.Parameter(torch.zeros(1, 1, 768))
-        self.pos = torch.nn.Parameter(torch.randn(1, n, 768) * 0.02)
-        layer = torch.nn.TransformerEncoderLayer(768, 12, 3072, dropout=0.0, activation="gelu",
-                                                 batch_first=True, norm_first=True)
-        self.blocks = torch.nn.TransformerEncoder(layer, 12, enable_nested_tensor=False)
-        self.norm = torch.nn.LayerNorm(768)
+        self.cls = torch.nn.Parameter(torch.zeros(1, 1, width))
+        self.pos = torch.nn.Parameter(torch.randn(1, n, width) * 0.02)
+        layer = torch.nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0,
+                                                 activation="gelu", batch_first=True,
+                                                 norm_first=True)
+        self.blocks = torch.nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = torch.nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.patch(x).flatten(2).transpose(1, 2)
@@ -145,13 +149,17 @@ def measure(name, module, image_size, n, batch, device, precision, repeats) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
                                              "throughput.md"))
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
     results = [measure("small CNN, 3x64x64", small_cnn(), 64, 256 if args.quick else 2048,
                        128, "cpu", "fp32", repeats)]
+    if not args.quick:
+        # an encoder whose own cost dominates, as a foundation model's does
+        results.append(measure("ViT-Ti/16-sized, 3x224x224", ViTB16(width=192, heads=3).eval(),
+                               224, 128, 32, "cpu", "fp32", repeats))
     if torch.cuda.is_available():
         results.append(measure("ViT-B/16, 3x224x224", ViTB16(), 224,
                                512 if args.quick else 4096, 128, "cuda", "bf16", repeats))

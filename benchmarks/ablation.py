@@ -47,7 +47,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fairnoise import DebiasedNoiseTransformer, TorchEncoder
-from fairnoise.demo import make_standin_encoder
+from fairnoise.encoders import make_standin_encoder
 
 
 class RefitDNE(DebiasedNoiseTransformer):
@@ -108,16 +108,8 @@ VARIANTS = {
 
 def small_cnn(seed: int) -> torch.nn.Module:
     """A second, smaller frozen random CNN (16×16 grey image → 64-d), unlike the stand-in."""
-    g = torch.Generator().manual_seed(seed)
-    enc = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(),
-    )
-    with torch.no_grad():
-        for p in enc.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return enc.eval().requires_grad_(False)
+    return make_standin_encoder(1, seed, width=8, depth=2, kernel_size=3, pooling="max",
+                                grid=2, init_std=0.3)
 
 
 #: scenario name → (data scenario of compare.py, image size, encoder factory of the seed)

@@ -65,7 +65,7 @@ from sklearn.preprocessing import StandardScaler
 import fairnoise
 from fairnoise import DebiasedNoiseTransformer, GeZONoiseTransformer, TorchEncoder
 from fairnoise.datasets import load_image_csv, make_spurious_images
-from fairnoise.demo import make_standin_encoder
+from fairnoise.encoders import make_standin_encoder
 from fairnoise.metrics import fairness_report, leakage_auc
 
 ERM, ORACLE = "ERM", "Oracle"

@@ -32,7 +32,7 @@ import torch
 
 from fairnoise import CallableEncoder, GeZONoiseTransformer, QueryError
 from fairnoise.datasets import make_spurious_images
-from fairnoise.demo import make_standin_encoder
+from fairnoise.encoders import make_standin_encoder
 from fairnoise.metrics import leakage_auc
 
 

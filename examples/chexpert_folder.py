@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 
 from fairnoise import DebiasedNoiseTransformer
 from fairnoise.datasets import load_chexpert_style, make_spurious_images
-from fairnoise.demo import make_standin_encoder
+from fairnoise.encoders import make_standin_encoder
 from fairnoise.metrics import fairness_report
 
 

@@ -28,7 +28,7 @@ from sklearn.preprocessing import StandardScaler
 
 from fairnoise import DebiasedNoiseTransformer
 from fairnoise.datasets import make_spurious_images
-from fairnoise.demo import make_standin_encoder
+from fairnoise.encoders import make_standin_encoder
 from fairnoise.metrics import (
     equal_opportunity_difference,
     equalized_odds_scorer,

@@ -19,7 +19,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from fairnoise import DebiasedNoiseTransformer, TorchEncoder
 from fairnoise.datasets import make_spurious_images
-from fairnoise.demo import make_standin_encoder
+from fairnoise.encoders import make_standin_encoder
 from fairnoise.metrics import fairness_report, leakage_auc
 
 

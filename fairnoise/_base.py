@@ -1,32 +1,33 @@
 """Estimator plumbing shared by the white-box and black-box noise transformers.
 
 The public classes read top to bottom as the method: validate → probe → optimise → store.
-This module holds everything but the optimiser: input validation (NumPy, torch, pandas,
-memmaps), group encoding, the sensitive-attribute probe, metadata routing, ``transform``
-and feature names.
+This module holds everything but the optimiser (which lives in :mod:`fairnoise.optim`):
+the start of a fit, group and label encoding, the sensitive-attribute probe, metadata
+routing, the fitted edit (:class:`~fairnoise.edits.FittedEdit`), ``transform`` and feature
+names. Inputs are validated in :mod:`fairnoise._inputs`.
 """
 
 from __future__ import annotations
 
 import copy
-import mmap
 import numbers
 import warnings
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
-from .edits import EDITS, NoiseSpace, apply_numpy, input_mean
-from .encoders import CallableEncoder, TorchEncoder, check_encoder
+from ._inputs import chunk_rows, read_rows, validate_inputs
+from .edits import EDITS, FittedEdit, NoiseSpace, input_mean
+from .edits._file import save_edit
+from .encoders import CallableEncoder, TorchEncoder
 from .objectives import OBJECTIVES, Adversary
 from .probe import TorchProbe, check_probe, fit_probe
 
@@ -37,53 +38,6 @@ _NO_GROUPS_WARNING = (
     "fit(X, y, <step name>__sensitive_features=a); or with metadata routing on "
     "(sklearn.set_config(enable_metadata_routing=True)) as fit(X, y, sensitive_features=a)."
 )
-
-# scanning and transforming go through the data in chunks of at most this many bytes (as
-# float32), so memory stays bounded for memmaps and lazy arrays whatever the image size
-_CHUNK_BYTES = 64 * 2**20
-
-
-def chunk_rows(sample_shape: tuple[int, ...], at_least: int = 1) -> int:
-    """Rows per chunk: as many float32 samples as fit in ``_CHUNK_BYTES``."""
-    per_row = 4 * int(np.prod(sample_shape))
-    return max(at_least, _CHUNK_BYTES // max(per_row, 1))
-
-
-def as_float_images(batch: Any) -> np.ndarray:
-    """A batch of images as float32; integer images are divided by their dtype's maximum.
-
-    So ``uint8`` images (0–255) and ``uint16`` ones (0–65535) both arrive in [0, 1], the
-    range float images are expected in; float images pass unchanged. Put any further
-    normalisation (mean/std) into the encoder module. Non-finite values are rejected here,
-    where lazily read data is first seen.
-    """
-    batch = np.asarray(batch)
-    if np.issubdtype(batch.dtype, np.integer):
-        return batch.astype(np.float32) / np.float32(np.iinfo(batch.dtype).max)
-    batch = batch.astype(np.float32, copy=False)
-    # a NaN or infinity makes the sum non-finite; only then (or on overflow of a huge
-    # finite sum) is the slower elementwise check needed
-    if not np.isfinite(batch.sum()) and not np.isfinite(batch).all():
-        raise ValueError("X contains NaN or infinity.")
-    return batch
-
-
-def read_rows(X: Any, key: Any) -> np.ndarray:
-    """Rows ``X[key]`` as float32 images, without letting a memmap grow resident memory.
-
-    A memory-mapped file's pages count towards the process's resident memory once read,
-    so a pass over a large memmap would end with the whole file resident. The rows are
-    copied out and the mapping's pages released (``MADV_DONTNEED``; they stay in the
-    page cache), so memory is bounded by the batch, not the file.
-    """
-    rows = X[key]
-    mapping = getattr(X, "_mmap", None)
-    if mapping is None:
-        return as_float_images(rows)
-    batch = np.array(rows, dtype=np.float32 if rows.dtype.kind == "f" else rows.dtype)
-    if hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-        mapping.madvise(mmap.MADV_DONTNEED)
-    return as_float_images(batch)
 
 
 def encode_groups(sensitive_features: Any, n_samples: int,
@@ -167,8 +121,10 @@ def _check_y_classes(y: Any, n_samples: int, return_classes: bool = False) -> An
 class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
     """Shared base of :class:`DebiasedNoiseTransformer` and :class:`GeZONoiseTransformer`.
 
-    Subclasses implement :meth:`_optimise`, which learns the edit's parameter against the
-    fitted probe, and list their own parameters in ``__init__``.
+    ``fit`` is :meth:`_start` (validate, set up the edit), step 1 (:meth:`_fit_adversary`:
+    the probe on the clean embeddings) and step 2 (:meth:`_optimise`, the subclass's
+    optimiser from :mod:`fairnoise.optim`), which ends by storing the edit. Subclasses
+    list their own parameters in ``__init__`` and implement :meth:`_optimise`.
     """
 
     # the class requests sensitive_features by default: routing works without
@@ -212,25 +168,39 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         self : object
             The fitted transformer.
         """
-        self._validate_params()
-        X = self._validate_X(X, reset=True)
-        self._encoder = self._check_encoder()
-        n_samples = len(X)
-        self._seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        self._space = self._noise_space()
-        self._fill = self._compute_fill(X)
-
+        X = self._start(X)
         if sensitive_features is None:
-            warnings.warn(_NO_GROUPS_WARNING.format(cls=type(self).__name__), UserWarning,
-                          stacklevel=2)
+            self._warn_no_groups()
             self._store_identity(X)
             return self
-
-        a, self.classes_sensitive_ = encode_groups(sensitive_features, n_samples)
-        ycode = self._class_codes(y, n_samples, reset=True)
+        a, ycode = self._codes(sensitive_features, y, len(X), reset=True)
         self._adversary = self._fit_adversary(X, a, ycode)
         self._optimise(X, self._adversary)
         return self
+
+    def _start(self, X: Any) -> Any:
+        """What every new fit does first: validate, wrap the encoder, set up the edit."""
+        self._validate_params()
+        X = self._validate_X(X, reset=True)
+        self._encoder = self._check_encoder()
+        self._seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        self._space = self._noise_space()
+        self._fill = self._compute_fill(X)
+        return X
+
+    def _warn_no_groups(self) -> None:
+        warnings.warn(_NO_GROUPS_WARNING.format(cls=type(self).__name__), UserWarning,
+                      stacklevel=3)
+
+    def _codes(self, sensitive_features: Any, y: Any, n_samples: int, *,
+               reset: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Group and class codes; ``reset`` fixes the groups and classes, else they are known."""
+        if reset:
+            a, self.classes_sensitive_ = encode_groups(sensitive_features, n_samples)
+        else:
+            a = codes_in(sensitive_features, self.classes_sensitive_, "sensitive_features",
+                         n_samples)
+        return a, self._class_codes(y, n_samples, reset=reset)
 
     def _class_codes(self, y: Any, n_samples: int, *, reset: bool) -> np.ndarray:
         """Class codes of ``y`` for the conditional adversary (all zero when unused)."""
@@ -269,14 +239,14 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
 
     @abstractmethod
     def _optimise(self, X: np.ndarray, adversary: Adversary) -> None:
-        """Step 2: learn the edit; set ``noise_``, ``mask_``, ``loss_curve_``, ``n_iter_``."""
+        """Step 2: learn the edit; store it (:meth:`_store`), ``loss_curve_``, ``n_iter_``."""
 
+    # -- the fitted edit ---------------------------------------------------------------------
     def _store(self, theta: torch.Tensor) -> None:
-        """Store the learned parameter and its full-resolution NumPy form."""
-        self.noise_param_ = theta.detach().cpu().numpy().copy()
-        self.noise_, self.mask_ = self._space.full_arrays(theta, self._fill)
+        """Store the learned parameter as the fitted edit."""
+        self.edit_ = self._space.fitted(theta, self._fill)
 
-    def _store_identity(self, X: np.ndarray) -> None:
+    def _store_identity(self, X: Any) -> None:
         self._adversary = None
         self._store(self._space.init_param())
         self.sa_probe_ = None
@@ -288,9 +258,28 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             else self._encoder_embed(self._read(X, np.arange(min(1, len(X))))).shape[1]
         )
 
+    @property
+    def noise_(self) -> np.ndarray:
+        """The noise added to every input (``"additive"``), or the fill (``"masked"``)."""
+        return self.edit_.replaced
+
+    @property
+    def mask_(self) -> np.ndarray | None:
+        """The full-resolution mask (``"masked"``), else ``None``."""
+        return self.edit_.mask
+
+    @property
+    def noise_param_(self) -> np.ndarray:
+        """Deprecated: the learned parameter, now ``edit_.param``."""
+        warnings.warn("noise_param_ is deprecated and will be removed in fairnoise 0.3; use "
+                      "edit_.param (the noise, or 1 - mask, at noise_resolution).",
+                      FutureWarning, stacklevel=2)
+        return self.edit_.param
+
     # -- validation -------------------------------------------------------------------------
+    @abstractmethod
     def _check_encoder(self) -> TorchEncoder | CallableEncoder | None:
-        return check_encoder(self.encoder)
+        """The encoder as the optimiser uses it (a wrapper from :mod:`fairnoise.encoders`)."""
 
     def _resolution(self) -> Any:
         """``noise_resolution`` as given; a subclass may resolve a default that depends on X."""
@@ -318,64 +307,12 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         return NoiseSpace(tuple(shape), self.edit, res, self.channel_shared)
 
     def _validate_X(self, X: Any, *, reset: bool) -> Any:
-        """Validate inputs once, at the edge. Memmaps and lazy image arrays stay lazy.
-
-        Feature matrices go through scikit-learn's ``validate_data``. Images (and any
-        array-like exposing ``shape``, ``dtype`` and NumPy-style indexing, such as a
-        memmap or :class:`fairnoise.datasets.LazyImageArray`) are checked chunk by chunk.
-        """
-        if isinstance(X, torch.Tensor):
-            X = X.detach().cpu().numpy()
-        lazy = not isinstance(X, np.ndarray) and all(
-            hasattr(X, attr) for attr in ("shape", "dtype", "__getitem__", "__len__"))
-        if not lazy and not isinstance(X, np.ndarray) and not hasattr(X, "iloc"):
-            X = X if issparse(X) else np.asarray(X)
-        if issparse(X) or len(X.shape) == 2:
-            X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
-            shape = X.shape[1:]
-        else:
-            if len(X.shape) == 1:
-                raise ValueError(
-                    f"X must be 2-D or images; got a 1-D array of shape {X.shape}. Reshape "
-                    "your data with X.reshape(-1, 1) for one feature, or X.reshape(1, -1) "
-                    "for one sample."
-                )
-            if len(X.shape) not in (3, 4):
-                raise ValueError(
-                    "X must be 2-D (n_samples, n_features) or images (n_samples, H, W) / "
-                    f"(n_samples, C, H, W); got an array of shape {X.shape}."
-                )
-            dtype = np.dtype(X.dtype)
-            if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
-                raise TypeError(f"X must hold real numbers; got dtype {dtype}.")
-            if len(X) == 0:
-                raise ValueError("X has 0 samples; at least one is required.")
-            shape = X.shape[1:]
-            if np.issubdtype(dtype, np.floating) and not lazy:  # lazy files: checked on read
-                rows = chunk_rows(shape)
-                for start in range(0, len(X), rows):
-                    read_rows(X, slice(start, start + rows))  # raises on NaN or inf
-            if reset:
-                self.n_features_in_ = int(np.prod(shape))
-        if self.encoder is None and len(shape) != 1:
-            raise ValueError(
-                "With encoder=None the inputs are feature vectors and X must be 2-D; got "
-                f"shape {(len(X), *shape)}. Pass an encoder for images (torch.nn.Flatten() "
-                "works on raw pixels)."
-            )
-        if reset:
-            self.input_shape_ = tuple(int(s) for s in shape)
-        elif tuple(shape) != self.input_shape_:
-            raise ValueError(
-                f"X has samples of shape {tuple(shape)}, but {type(self).__name__} was fitted "
-                f"on samples of shape {self.input_shape_}."
-            )
-        return X
+        """Validate inputs once, at the edge (see :func:`fairnoise._inputs.validate_inputs`)."""
+        return validate_inputs(self, X, reset=reset)
 
     # -- helpers used by the optimisers ----------------------------------------------------------
     def _torch_device(self) -> torch.device:
-        enc = getattr(self, "_encoder", None)
-        return enc.torch_device if isinstance(enc, TorchEncoder) else torch.device("cpu")
+        return getattr(getattr(self, "_encoder", None), "torch_device", torch.device("cpu"))
 
     @staticmethod
     def _read(X: Any, idx: np.ndarray) -> np.ndarray:
@@ -399,41 +336,15 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             total += chunk.sum(axis=0, dtype=np.float64)
         return input_mean(total / len(X), self.input_shape_)
 
-    def _encoder_embed(self, Xb: np.ndarray) -> np.ndarray:
+    def _encoder_embed(self, Xb: np.ndarray, edit: FittedEdit | None = None) -> np.ndarray:
+        """``φ(edit(Xb))`` of one chunk (``φ(Xb)`` without an edit)."""
         if self._encoder is None:
-            return Xb
-        return self._encoder.embed(Xb)
+            return Xb if edit is None else edit.apply(Xb)
+        return self._encoder.embed(Xb, edit=edit)
 
-    def _embed(self, X: np.ndarray, noise: np.ndarray | None = None,
-               mask: np.ndarray | None = None) -> np.ndarray:
-        """φ(edit(X)) chunk by chunk (φ(X) when ``noise`` is None)."""
-        out = []
-        fused = noise is not None and isinstance(self._encoder, TorchEncoder)
-        edit = self._torch_edit(noise, mask) if fused else None
-        for xb in self._iter_chunks(X):
-            if fused:
-                out.append(self._encoder.embed(xb, edit=edit))
-                continue
-            if noise is not None:
-                xb = apply_numpy(xb, noise, mask)
-            out.append(self._encoder_embed(xb))
-        return np.concatenate(out)
-
-    def _torch_edit(self, noise: np.ndarray,
-                    mask: np.ndarray | None) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The fitted edit as one fused, out-of-place torch op per batch on the device.
-
-        ``m ⊙ x + (1 − m) ⊙ f`` is ``addcmul((1 − m) ⊙ f, x, m)`` with the first term
-        precomputed; the additive edit is ``x + ε``. Same values as :func:`apply_numpy`
-        up to float rounding.
-        """
-        device = self._encoder.torch_device
-        eps = torch.as_tensor(np.ascontiguousarray(noise, np.float32), device=device)
-        if mask is None:
-            return lambda x: x + eps
-        m = torch.as_tensor(np.ascontiguousarray(mask, np.float32), device=device)
-        base = (1.0 - m) * eps
-        return lambda x: torch.addcmul(base, x, m)
+    def _embed(self, X: Any, edit: FittedEdit | None = None) -> np.ndarray:
+        """φ(edit(X)) chunk by chunk (φ(X) when ``edit`` is None)."""
+        return np.concatenate([self._encoder_embed(xb, edit) for xb in self._iter_chunks(X)])
 
     def __sklearn_clone__(self) -> BaseNoiseTransformer:
         """Clone parameters as scikit-learn does, but share the frozen encoder.
@@ -463,14 +374,34 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         path : str
             The file written (``.npz`` appended if missing).
         """
-        from .persistence import export_noise
+        from . import __version__
 
-        return export_noise(self, path)
+        check_is_fitted(self)
+        names = getattr(self, "feature_names_in_", None)
+        return save_edit(path, self.edit_, {
+            "fairnoise_version": __version__,
+            "estimator": type(self).__name__,
+            "n_features_out": int(self.n_features_out_),
+            "channel_shared": bool(self.channel_shared),
+            "noise_resolution": self.noise_resolution,
+            "feature_names": None if names is None else [str(n) for n in names],
+            "input_scaling": _INPUT_SCALING,
+        })
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())  # a copy: object's is the live __dict__
         state.pop("_adversary", None)  # torch state, rebuilt by partial_fit when needed
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "noise_param_" in state and "edit_" not in state:  # pickled by fairnoise 0.1
+            state = dict(state)
+            noise, mask, param = (state.pop(k) for k in ("noise_", "mask_", "noise_param_"))
+            shape = tuple(state["input_shape_"])
+            state["edit_"] = (
+                FittedEdit("additive", shape, param=param, noise=noise) if mask is None
+                else FittedEdit("masked", shape, param=param, mask=mask, fill=noise))
+        super().__setstate__(state)
 
     # -- transform ------------------------------------------------------------------------------
     def transform(self, X: Any) -> np.ndarray:
@@ -490,9 +421,23 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         X = self._validate_X(X, reset=False)
         self._encoder = self._check_encoder()
         if self.output == "images":
-            return np.concatenate([apply_numpy(c, self.noise_, self.mask_)
-                                   for c in self._iter_chunks(X)])
-        return self._embed(X, self.noise_, self.mask_)
+            # written chunk by chunk into one array: peak memory is the output and a chunk
+            out, start = None, 0
+            for chunk in self._iter_chunks(X):
+                edited = self.edit_.apply(chunk)
+                if out is None:
+                    out = np.empty((len(X), *edited.shape[1:]), edited.dtype)
+                out[start : start + len(edited)] = edited
+                start += len(edited)
+            return out
+        Z = self._embed(X, self.edit_)
+        if Z.shape[1] != self.n_features_out_:
+            raise ValueError(
+                f"the encoder returned embeddings of {Z.shape[1]} features, but this "
+                f"{type(self).__name__} was fitted for {self.n_features_out_} "
+                "(n_features_out_): it is not the encoder the edit was learned for."
+            )
+        return Z
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Output feature names: the input names in feature mode, else ``<class>0..``."""
@@ -511,3 +456,6 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         tags.input_tags.allow_nan = False
         return tags
+
+
+_INPUT_SCALING = "integer images are divided by their dtype's maximum; floats are used as given"

@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .datasets import make_spurious_images
 from .dne import DebiasedNoiseTransformer
-from .encoders import TorchEncoder
+from .encoders import TorchEncoder, make_standin_encoder
 from .gezo import GeZONoiseTransformer
 from .metrics import FairnessReport, fairness_report, leakage_auc
 
@@ -72,88 +72,6 @@ STANDIN_NOTICE = (
     "run_demo(encoder=my_model, n_channels=3) in Python, or --encoder "
     "package.module:factory on the command line."
 )
-
-
-# --------------------------------------------------------------------------------------
-# The stand-in encoder
-# --------------------------------------------------------------------------------------
-
-
-def make_standin_encoder(
-    n_channels: int = 1, random_state: int | None = 0, *, width: int = 16
-) -> torch.nn.Module:
-    """A small frozen CNN with random weights that stands in for a foundation model.
-
-    **This is not a foundation model.** It has never been trained: its three random
-    convolution layers (ReLU, average pooling) and a final 4 × 4 average pooling map an
-    image to ``64 * width`` features that keep coarse spatial layout and local contrast,
-    which is enough for the synthetic data of :func:`fairnoise.datasets.make_spurious_images`
-    and lets the demo, the examples and the tests run in seconds on a CPU. The module is
-    in eval mode with gradients off for its parameters, and stays differentiable with
-    respect to its input, so both :class:`~fairnoise.DebiasedNoiseTransformer` (white-box)
-    and :class:`~fairnoise.GeZONoiseTransformer` (black-box) can use it.
-
-    To use a real foundation model instead, pass any frozen ``torch.nn.Module`` that maps
-    ``N×C×H×W`` images to ``N×E`` embeddings wherever this one is used, e.g. a
-    torchvision ResNet with its classification layer removed::
-
-        import torchvision
-        model = torchvision.models.resnet50(weights="IMAGENET1K_V2")
-        model.fc = torch.nn.Identity()             # N×3×224×224 → N×2048
-        encoder = torch.nn.Sequential(normalise, model).eval()
-
-    or ``timm.create_model(name, pretrained=True, num_classes=0)``. Put the model's input
-    normalisation into the module (images reach it as floats in [0, 1]).
-
-    Parameters
-    ----------
-    n_channels : int, default=1
-        Channels of the input images (1 for grayscale, 3 for RGB).
-    random_state : int or None, default=0
-        Seed of the random weights (a local ``torch.Generator``: the global torch seed is
-        neither used nor changed).
-    width : int, default=16
-        Channels of the first layer; the next two have ``2 * width`` and ``4 * width``.
-        The embedding has ``64 * width`` features, whatever the image size (at least 16
-        pixels a side).
-
-    Returns
-    -------
-    torch.nn.Module
-        Frozen encoder mapping ``N×C×H×W`` float images to ``N×(64 * width)`` embeddings.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from fairnoise.demo import make_standin_encoder
-    >>> encoder = make_standin_encoder(n_channels=1, random_state=0)
-    >>> encoder(torch.rand(5, 1, 32, 32)).shape
-    torch.Size([5, 1024])
-    >>> any(p.requires_grad for p in encoder.parameters())
-    False
-    """
-    if not (isinstance(n_channels, int) and n_channels >= 1):
-        raise ValueError(f"n_channels must be a positive integer; got {n_channels!r}.")
-    if not (isinstance(width, int) and width >= 1):
-        raise ValueError(f"width must be a positive integer; got {width!r}.")
-    w = width
-    with torch.random.fork_rng(devices=[]):  # torch's default init draws from the global RNG
-        encoder = torch.nn.Sequential(
-            torch.nn.Conv2d(n_channels, w, 5, padding=2), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
-            torch.nn.Conv2d(w, 2 * w, 3, padding=1), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
-            torch.nn.Conv2d(2 * w, 4 * w, 3, padding=1), torch.nn.ReLU(),
-            torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(),
-        )
-    generator = torch.Generator().manual_seed(0 if random_state is None else int(random_state))
-    with torch.no_grad():
-        for layer in encoder:
-            if isinstance(layer, torch.nn.Conv2d):
-                fan_in = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
-                # He initialisation keeps the activations' scale through the ReLUs
-                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator)
-                                   * (2.0 / fan_in) ** 0.5)
-                layer.bias.copy_(0.1 * torch.randn(layer.bias.shape, generator=generator))
-    return encoder.eval().requires_grad_(False)
 
 
 # --------------------------------------------------------------------------------------
@@ -230,20 +148,6 @@ def _head() -> Pipeline:
 def _plain_pipeline(embed: Callable[[np.ndarray], np.ndarray]) -> Pipeline:
     """ERM (and the oracle): the encoder's embeddings of the images as they are → head."""
     return Pipeline([("encoder", FunctionTransformer(embed)), ("clf", _head())])
-
-
-class _BlackBoxAPI:
-    """The encoder seen as an embedding API: NumPy images in, NumPy embeddings out.
-
-    GeZO only ever calls this; it never sees the module, its weights or its gradients.
-    """
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.module = module
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self.module(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
 
 
 def _load_encoder(spec: str) -> torch.nn.Module:
@@ -510,7 +414,7 @@ def run_demo(
     if gezo:
         with _timed(seconds, GEZO):
             step("fitting GeZO (black-box)")
-            gz = GeZONoiseTransformer(encoder=_BlackBoxAPI(module), max_queries=max_queries,
+            gz = GeZONoiseTransformer(encoder=module, max_queries=max_queries,
                                       n_jobs=n_jobs, random_state=seed, verbose=int(verbose))
             pipelines[GEZO] = Pipeline([("noise", gz), ("clf", _head())])
             pipelines[GEZO].fit(train.images, train.y,
@@ -698,7 +602,7 @@ def _markdown(result: DemoResult, figures: dict[str, Path]) -> str:
     if s["standin_encoder"]:
         lines.append(
             "* **Encoder**: a built-in **stand-in**: a small frozen CNN with random weights "
-            "(`fairnoise.demo.make_standin_encoder`). It is *not* a foundation model; "
+            "(`fairnoise.encoders.make_standin_encoder`). It is *not* a foundation model; "
             "it keeps the demo self-contained and fast. See *Plug in your own encoder* below.")
     else:
         lines.append("* **Encoder**: the user-supplied frozen module.")

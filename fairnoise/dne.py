@@ -3,96 +3,18 @@
 from __future__ import annotations
 
 import numbers
-import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from tqdm.auto import tqdm
 
-from ._base import _NO_GROUPS_WARNING, BaseNoiseTransformer, codes_in, encode_groups
-from .encoders import CallableEncoder, TorchEncoder
+from ._base import BaseNoiseTransformer
+from .encoders import TorchEncoder, check_encoder
 from .objectives import Adversary
+from .optim import EditLoss, minimise_minibatch
 
-__all__ = ["DebiasedNoiseTransformer", "minimise_minibatch"]
-
-
-def minimise_minibatch(
-    batch_loss: Callable[[np.ndarray, torch.Tensor], torch.Tensor],
-    theta: torch.Tensor,
-    n_samples: int,
-    *,
-    batch_size: int,
-    learning_rate: float,
-    max_epochs: int,
-    tol: float,
-    n_iter_no_change: int,
-    project: Callable[[torch.Tensor], Any],
-    generator: torch.Generator,
-    verbose: bool = False,
-    state: dict[str, Any] | None = None,
-) -> tuple[torch.Tensor, list[float]]:
-    """Minibatch Adam on a parameter ``θ``, with projection and early stopping.
-
-    ``batch_loss(idx, θ)`` returns the differentiable loss of the samples ``idx``. An epoch
-    visits every sample once in a fresh random order drawn from ``generator``. Training
-    stops after ``max_epochs``, or once the epoch loss has not improved on the best by more
-    than ``tol`` for ``n_iter_no_change`` epochs in a row.
-
-    ``state``, when given, is Adam's state as NumPy (``step``, ``exp_avg``,
-    ``exp_avg_sq``): training resumes from it and it is updated in place, which is how
-    ``partial_fit`` carries the optimiser from one call to the next.
-
-    Returns the parameter and the mean loss of each epoch.
-
-    Examples
-    --------
-    Fit the mean of some data by minibatch Adam, keeping the parameter in [0, 1]:
-
-    >>> import torch
-    >>> data = torch.linspace(0.2, 1.0, 100)
-    >>> def batch_loss(idx, theta):
-    ...     return ((data[idx] - theta) ** 2).mean()
-    >>> theta, curve = minimise_minibatch(
-    ...     batch_loss, torch.zeros(()), 100, batch_size=20, learning_rate=0.1,
-    ...     max_epochs=40, tol=1e-6, n_iter_no_change=5,
-    ...     project=lambda t: t.clamp_(0, 1), generator=torch.Generator().manual_seed(0))
-    >>> round(float(theta), 1), curve[-1] < curve[0]
-    (0.6, True)
-    """
-    theta = theta.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([theta], lr=learning_rate)
-    if state:
-        opt.state[theta] = {k: torch.as_tensor(v, device=theta.device) for k, v in state.items()}
-    curve: list[float] = []
-    best, stale = np.inf, 0
-    bar = tqdm(range(max_epochs), desc="fitting noise", disable=not verbose, leave=False)
-    for _ in bar:
-        order = torch.randperm(n_samples, generator=generator).numpy()
-        total = torch.zeros((), device=theta.device)  # summed on device: no per-step sync
-        for start in range(0, n_samples, batch_size):
-            idx = order[start : start + batch_size]
-            loss = batch_loss(idx, theta)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                project(theta)
-            total += loss.detach() * len(idx)
-        curve.append(float(total) / n_samples)
-        bar.set_postfix(loss=f"{curve[-1]:.4f}")
-        if curve[-1] < best - tol:
-            best, stale = curve[-1], 0
-        else:
-            stale += 1
-            if stale >= n_iter_no_change:
-                break
-    if state is not None:
-        state.update({k: v.detach().cpu().numpy() for k, v in opt.state[theta].items()})
-    return theta.detach(), curve
+__all__ = ["DebiasedNoiseTransformer"]
 
 
 class DebiasedNoiseTransformer(BaseNoiseTransformer):
@@ -183,8 +105,12 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         (``"masked"``); broadcastable against one input.
     mask_ : ndarray or None
         The full-resolution mask (``"masked"``), else ``None``.
+    edit_ : FittedEdit
+        The learned edit as one frozen object (its arrays, ``apply``, the learned
+        parameter ``edit_.param`` at ``noise_resolution``: noise, or ``1 - mask``);
+        ``noise_`` and ``mask_`` are views of it.
     noise_param_ : ndarray
-        The learned parameter at ``noise_resolution`` (noise, or ``1 - mask``).
+        Deprecated alias of ``edit_.param``.
     sa_probe_ : Pipeline, dict or None
         The probe the edit was optimised against (``StandardScaler`` → classifier); a dict
         of probes keyed by class code of ``y`` when conditional; ``None`` when fitted
@@ -277,18 +203,15 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         self.verbose = verbose
 
     def _check_encoder(self) -> TorchEncoder | None:
-        if isinstance(self.encoder, CallableEncoder) or (
-            callable(self.encoder) and not isinstance(self.encoder, (torch.nn.Module, TorchEncoder))
-        ):
+        encoder = check_encoder(self.encoder, device=self.device, precision=self.precision,
+                                batch_size=self.batch_size)
+        if encoder is not None and not encoder.differentiable:
             raise TypeError(
                 "DebiasedNoiseTransformer needs a differentiable encoder (a torch.nn.Module "
                 "or TorchEncoder); a plain callable gives no gradients. Use "
                 "GeZONoiseTransformer for black-box encoders."
             )
-        if isinstance(self.encoder, torch.nn.Module):
-            return TorchEncoder(self.encoder, device=self.device, precision=self.precision,
-                                batch_size=self.batch_size)
-        return self.encoder
+        return encoder
 
     def _optimise(self, X: Any, adversary: Adversary) -> None:
         curve = self._descend(X, adversary)
@@ -301,7 +224,7 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         """Minibatch Adam on the edit's parameter; stores it and returns the epoch losses."""
         space, encoder = self._space, self._encoder
         device = self._torch_device()
-        fill = torch.as_tensor(self._fill, device=device)
+        loss = EditLoss(space, adversary, self.lambda_reg, self._fill)
         module = None
         checked = False
 
@@ -311,7 +234,7 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
             xb = torch.from_numpy(self._read(X, idx))
             if device.type == "cuda":
                 xb = xb.pin_memory()
-            xe = space.apply(xb.to(device, non_blocking=True), theta, fill)
+            xe = loss.edit(xb.to(device, non_blocking=True), theta)
             z = xe if encoder is None else encoder.forward(module, xe)
             if not checked:
                 checked = True
@@ -322,7 +245,7 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
                         "cannot learn through it. Use GeZONoiseTransformer for black-box "
                         "encoders."
                     )
-            return adversary(z, idx) + self.lambda_reg * space.penalty(theta)
+            return loss(z, idx, theta)
 
         generator = torch.Generator().manual_seed(self._seed)
         theta0 = torch.as_tensor(theta0 if theta0 is not None else space.init_param(),
@@ -361,41 +284,27 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         -------
         self : object
         """
-        if not hasattr(self, "noise_param_"):
-            self._validate_params()
-            X = self._validate_X(X, reset=True)
-            self._encoder = self._check_encoder()
-            self._seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-            self._space = self._noise_space()
-            self._fill = self._compute_fill(X)
+        if not hasattr(self, "edit_"):  # start once, as fit does, from the identity edit
+            X = self._start(X)
             self._store_identity(X)
             self._y_classes = None
         else:
             X = self._validate_X(X, reset=False)
             self._encoder = self._check_encoder()
         if sensitive_features is None:
-            warnings.warn(_NO_GROUPS_WARNING.format(cls=type(self).__name__), UserWarning,
-                          stacklevel=2)
+            self._warn_no_groups()
             return self
-        n_samples = len(X)
+        # the groups and classes are fixed by the first call that has them
+        a, ycode = self._codes(sensitive_features, y, len(X),
+                               reset=self.classes_sensitive_ is None)
         if getattr(self, "_adversary", None) is None:
-            if self.classes_sensitive_ is None:
-                a, self.classes_sensitive_ = encode_groups(sensitive_features, n_samples)
-                ycode = self._class_codes(y, n_samples, reset=True)
-            else:
-                a = codes_in(sensitive_features, self.classes_sensitive_,
-                             "sensitive_features", n_samples)
-                ycode = self._class_codes(y, n_samples, reset=False)
-            self._adversary = self._fit_adversary(X, a, ycode)
-            adversary = self._adversary
+            self._adversary = adversary = self._fit_adversary(X, a, ycode)
         else:
-            a = codes_in(sensitive_features, self.classes_sensitive_, "sensitive_features",
-                         n_samples)
-            adversary = self._adversary.with_samples(a, self._class_codes(y, n_samples,
-                                                                          reset=False))
+            adversary = self._adversary.with_samples(a, ycode)
         self._adam_state = getattr(self, "_adam_state", None) or {}
-        curve = self._descend(X, adversary, theta0=self.noise_param_, max_epochs=1,
+        curve = self._descend(X, adversary, theta0=self.edit_.param, max_epochs=1,
                               state=self._adam_state)
         self.loss_curve_ = [*self.loss_curve_, *curve]
         self.n_iter_ += 1
         return self
+

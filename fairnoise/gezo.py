@@ -2,42 +2,15 @@
 
 The encoder φ is a black box, typically a paid, slow, rate-limited embedding API: the
 search only sees φ's outputs on the inputs it sends, and pays for every image. The probe
-and the loss are local. The search runs in the edit's parameter space θ (low resolution,
-so it has few dimensions), one batch of training inputs per iteration:
-
-* every point of an iteration is scored on that same batch (common random numbers), so
-  their losses differ by the edit alone, not by sampling noise;
-* the current point is only ever replaced by a point with a lower loss on that batch, so
-  the stored edit is always the best one found;
-* a point whose loss on the batch is already known is never queried again (this also
-  holds across a failure: on resume, the interrupted iteration is replayed from the
-  stored random state and the losses it had already paid for).
-
-Strategies (the ``strategy`` parameter):
-
-``"greedy"`` (the paper's GeZO, with the reference code's defects fixed)
-    Score the current point and ``θ + μv ± s·u_c`` for ``n_directions`` Gaussian
-    directions ``u_c``, both signs; move to the best candidate if it beats the current
-    point (``v ← candidate − θ``), else stay, set ``v ← 0`` and shrink ``s ← s·decay``.
-    ``v`` and ``s`` persist across iterations and warm starts. ``2·n_directions + 1``
-    losses per iteration.
-``"spsa"``
-    Antithetic two-point estimate of the gradient,
-    ``ĝ = (1/C) Σ_c (L(θ + s·u_c) − L(θ − s·u_c)) / (2s) · u_c``, fed to Adam (first-moment
-    decay = ``momentum``, learning rate = ``s``); the proposed point is scored on the same
-    batch and taken only if it beats the current point, else ``s ← s·decay``.
-    ``2·n_directions + 2`` losses per iteration, in two rounds of queries.
-
-Each loss costs ``batch_size`` encoder images.
+and the loss are local. The search itself (its loop, state and strategies, ``"spsa"`` and
+``"greedy"``) lives in :mod:`fairnoise.optim`; this module glues it to the estimator's
+parameters and holds the query budget and the failure/resume contract.
 """
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,196 +19,24 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
 from ._base import BaseNoiseTransformer
-from .edits import apply_numpy
+from .edits import FittedEdit
 from .encoders import CallableEncoder, QueryError, QueryMeter, TorchEncoder, as_black_box
 from .objectives import Adversary
+from .optim import (
+    STRATEGIES,
+    EditLoss,
+    QueryLoss,
+    SearchState,
+    greedy_update,
+    numpy_projection,
+    spsa_update,
+    zeroth_order_search,
+)
 
 __all__ = ["GeZONoiseTransformer", "SearchState", "greedy_update", "spsa_update"]
 
-# Adam's second-moment decay and its guard against division by zero (the usual values)
-_BETA2, _EPS = 0.999, 1e-8
 # the parameter grid of noise_resolution="auto" for images
 _AUTO_RESOLUTION = 8
-
-#: ``evaluate(points) -> losses``: the losses of parameter points on the iteration's batch
-Evaluate = Callable[[Sequence[np.ndarray]], np.ndarray]
-
-
-@dataclass
-class SearchState:
-    """Where a zeroth-order search stands between iterations; NumPy and Python values only.
-
-    Attributes
-    ----------
-    step_size : float
-        Current step ``s``: the scale of the perturbations (and Adam's learning rate).
-    velocity : ndarray
-        ``"greedy"``: the velocity ``v``; ``"spsa"``: Adam's first moment.
-    second_moment : ndarray
-        ``"spsa"``: Adam's second moment (unused by ``"greedy"``).
-    n_updates : int
-        ``"spsa"``: number of gradient estimates so far (Adam's bias correction).
-    rng_state : dict
-        State of the PCG64 generator at the start of the next iteration.
-    order : ndarray of int
-        The current epoch's random order of the training inputs (empty before the first).
-    position : int
-        How many inputs of ``order`` earlier iterations of the epoch have used.
-    known_losses : dict
-        Data losses already paid for in an iteration that did not finish, keyed by a
-        digest of (batch, point); emptied whenever an iteration completes.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> state = SearchState.start(0.2, (1, 8, 8), seed=0)
-    >>> state.step_size, state.velocity.shape, state.n_updates
-    (0.2, (1, 8, 8), 0)
-    >>> rng = np.random.Generator(np.random.PCG64())
-    >>> rng.bit_generator.state = state.rng_state
-    >>> idx, order, position = state.next_batch(rng, n_samples=10, batch_size=4)
-    >>> len(idx), position
-    (4, 4)
-    """
-
-    step_size: float
-    velocity: np.ndarray
-    second_moment: np.ndarray
-    n_updates: int
-    rng_state: dict
-    order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    position: int = 0
-    known_losses: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def start(cls, step_size: float, shape: tuple[int, ...], seed: int) -> SearchState:
-        zeros = np.zeros(shape, np.float32)
-        rng_state = np.random.Generator(np.random.PCG64(seed)).bit_generator.state
-        return cls(float(step_size), zeros, zeros.copy(), 0, rng_state)
-
-    def next_batch(self, rng: np.random.Generator, n_samples: int,
-                   batch_size: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """The next batch (sorted indices), and the order and position after it.
-
-        Epochs as in minibatch training: a fresh random order of the inputs, cut into
-        consecutive batches (the last one may be smaller). ``self`` is not changed.
-        """
-        order, position = self.order, self.position
-        if position >= len(order):
-            order, position = rng.permutation(n_samples), 0
-        idx = np.sort(order[position : position + batch_size])
-        return idx, order, position + len(idx)
-
-
-def _candidates(theta: np.ndarray, state: SearchState, u: np.ndarray, strategy: str,
-                momentum: float, project: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:
-    """The first round of points of an iteration: ``[θ, +u_1, −u_1, +u_2, −u_2, ...]``.
-
-    ``"greedy"`` perturbs the momentum point ``θ + μv`` and projects each candidate (it may
-    become the next point); ``"spsa"`` perturbs ``θ`` and does not (the pairs only probe
-    the slope, and projecting would break their symmetry).
-    """
-    s = np.float32(state.step_size)
-    if strategy == "greedy":
-        centre = theta + np.float32(momentum) * state.velocity
-        pairs = [project(centre + sign * s * ui) for ui in u for sign in (1, -1)]
-    else:
-        pairs = [theta + sign * s * ui for ui in u for sign in (1, -1)]
-    return [theta, *(p.astype(np.float32, copy=False) for p in pairs)]
-
-
-def greedy_update(theta: np.ndarray, state: SearchState, points: Sequence[np.ndarray],
-                  losses: np.ndarray, *, step_decay: float) -> tuple[np.ndarray, float]:
-    """Move to the best candidate if it beats the current point (``points[0]``).
-
-    ``losses[k]`` is the loss of ``points[k]``, all on the same batch. Returns the next
-    point and its loss on that batch; updates ``state`` in place.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> state = SearchState.start(0.1, (2,), seed=0)
-    >>> theta = np.zeros(2, np.float32)
-    >>> points = [theta, np.array([0.1, 0], np.float32), np.array([-0.1, 0], np.float32)]
-    >>> new, loss = greedy_update(theta, state, points, np.array([1.0, 0.5, 2.0]),
-    ...                           step_decay=0.9)
-    >>> new.tolist(), loss  # the better candidate is taken, its move kept as velocity
-    ([0.10000000149011612, 0.0], 0.5)
-    >>> _, loss = greedy_update(new, state, [new, new + 1], np.array([0.5, 0.7]),
-    ...                         step_decay=0.9)
-    >>> loss, round(state.step_size, 3)  # no candidate improves: stay, shrink the step
-    (0.5, 0.09)
-    """
-    best = 1 + int(np.argmin(losses[1:]))  # first of equal losses: no dependence on order
-    if losses[best] < losses[0]:
-        state.velocity = (points[best] - theta).astype(np.float32)
-        return points[best], float(losses[best])
-    state.velocity = np.zeros_like(state.velocity)  # momentum led nowhere better: drop it
-    state.step_size *= step_decay
-    return theta, float(losses[0])
-
-
-def spsa_update(theta: np.ndarray, state: SearchState, u: np.ndarray, losses: np.ndarray,
-                evaluate: Evaluate, *, momentum: float, step_decay: float,
-                project: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, float]:
-    """Adam step along the antithetic gradient estimate; keep it if it beats ``θ``.
-
-    ``losses = [L(θ), L(θ + s·u_1), L(θ − s·u_1), ...]`` on the iteration's batch;
-    ``evaluate`` scores the proposed point on the same batch. Returns the next point and
-    its loss on the batch; updates ``state`` in place (only once the proposal is scored,
-    so a failed query leaves it untouched).
-
-    Examples
-    --------
-    On a quadratic, one step from the antithetic pairs moves towards the minimum at 1:
-
-    >>> import numpy as np
-    >>> def evaluate(points):
-    ...     return np.array([float(((p - 1.0) ** 2).sum()) for p in points])
-    >>> theta = np.zeros(3, np.float32)
-    >>> state = SearchState.start(0.1, theta.shape, seed=0)
-    >>> u = np.random.default_rng(0).choice([-1.0, 1.0], size=(4, 3)).astype(np.float32)
-    >>> s = np.float32(state.step_size)
-    >>> points = [theta, *(theta + sign * s * ui for ui in u for sign in (1, -1))]
-    >>> new, loss = spsa_update(theta, state, u, evaluate(points), evaluate, momentum=0.9,
-    ...                         step_decay=0.95, project=lambda t: t)
-    >>> bool(loss < evaluate([theta])[0]), bool((new > 0).all())
-    (True, True)
-    """
-    s = state.step_size
-    diffs = (losses[1::2] - losses[2::2]) / (2.0 * s)
-    grad = (diffs[:, None] * u.reshape(len(u), -1)).mean(axis=0).reshape(theta.shape)
-    t = state.n_updates + 1
-    m = momentum * state.velocity + (1.0 - momentum) * grad
-    v2 = _BETA2 * state.second_moment + (1.0 - _BETA2) * grad**2
-    step = s * (m / (1.0 - momentum**t)) / (np.sqrt(v2 / (1.0 - _BETA2**t)) + _EPS)
-    proposal = project((theta - step).astype(np.float32))
-    loss = float(evaluate([proposal])[0])
-    # the gradient information stays valid at θ whether or not the step is taken
-    state.velocity, state.second_moment, state.n_updates = (
-        m.astype(np.float32), v2.astype(np.float32), t)
-    if loss < losses[0]:
-        return proposal, loss
-    state.step_size *= step_decay
-    return theta, float(losses[0])
-
-
-def _digest(idx: np.ndarray, theta: np.ndarray) -> str:
-    """Key of a (batch, point) pair, for the losses already paid for."""
-    return hashlib.blake2b(idx.tobytes() + theta.tobytes(), digest_size=16).hexdigest()
-
-
-class _EditedBatches(Sequence):
-    """``batch`` edited with each point, built lazily (in the worker thread that sends it)."""
-
-    def __init__(self, edit: Callable[[np.ndarray], np.ndarray], points: list[np.ndarray]):
-        self.edit, self.points = edit, points
-
-    def __len__(self) -> int:
-        return len(self.points)
-
-    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
-        return self.edit(self.points[i])
 
 
 class GeZONoiseTransformer(BaseNoiseTransformer):
@@ -254,7 +55,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
 
     of ``batch_size`` edited inputs sent to the encoder. All points of an iteration are
     scored on the same batch, the current point is replaced only by a better one on that
-    batch, and no point is ever scored twice on a batch (see :mod:`fairnoise.gezo` for
+    batch, and no point is ever scored twice on a batch (see :mod:`fairnoise.optim` for
     the strategies). The same edit is applied to every input at ``transform``.
 
     The encoder is a query engine as well: every image sent is counted (``n_queries_``);
@@ -305,7 +106,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         label explains (one probe and one group prior per class of ``y``).
     strategy : {"spsa", "greedy"}, default="spsa"
         ``"spsa"``: antithetic two-point gradient estimates with Adam. ``"greedy"``: the
-        paper's greedy search, done right. See :mod:`fairnoise.gezo`.
+        paper's greedy search, done right. See :mod:`fairnoise.optim`.
     n_directions : int, default=10
         Random directions per iteration, each scored with both signs.
     step_size : float, default=0.2
@@ -356,8 +157,12 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         (``"masked"``); broadcastable against one input.
     mask_ : ndarray or None
         The full-resolution mask (``"masked"``), else ``None``.
+    edit_ : FittedEdit
+        The learned edit as one frozen object (its arrays, ``apply``, the searched
+        parameter ``edit_.param`` at ``noise_resolution``: noise, or ``1 - mask``);
+        ``noise_`` and ``mask_`` are views of it.
     noise_param_ : ndarray
-        The searched parameter at ``noise_resolution`` (noise, or ``1 - mask``).
+        Deprecated alias of ``edit_.param``.
     sa_probe_ : Pipeline, dict or None
         The probe fitted on the clean embeddings; a dict keyed by class code of ``y``
         when conditional; ``None`` when fitted without groups.
@@ -412,7 +217,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         "encoder": [None, callable, torch.nn.Module, TorchEncoder, CallableEncoder],
         "noise_resolution": [StrOptions({"auto"}),
                              *BaseNoiseTransformer._parameter_constraints["noise_resolution"]],
-        "strategy": [StrOptions({"spsa", "greedy"})],
+        "strategy": [StrOptions(set(STRATEGIES))],
         "n_directions": [Interval(numbers.Integral, 1, None, closed="left")],
         "step_size": [Interval(numbers.Real, 0, None, closed="neither")],
         "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
@@ -477,10 +282,56 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
 
     # -- fit: the budget and the failure contract around the shared fit -------------------
     def fit(self, X: Any, y: Any = None, *, sensitive_features: Any = None) -> GeZONoiseTransformer:
+        """Search the universal edit that hides ``sensitive_features``, by encoder queries.
+
+        The training inputs are embedded once for the probe (``n_samples`` images), then
+        each search iteration sends up to ``(2 * n_directions + 2) * batch_size`` edited
+        images (``"spsa"``; one ``batch_size`` less for ``"greedy"``).
+
+        **Budget.** ``max_queries`` is checked before every call: no call is sent that
+        could take the images sent past it (counted over warm-started fits). The last
+        iterations use fewer directions where that fits; when not even one does, the
+        search stops and the best edit found is kept. ``n_queries_`` counts every image
+        sent in a successful call, the probe's embedding included.
+
+        **Failures and resume.** A transient error (see ``max_retries``) is retried with
+        backoff. A failure that persists raises :class:`~fairnoise.encoders.QueryError`;
+        the estimator then keeps the best edit found so far (``transform`` works),
+        ``n_queries_`` and the search state, and the message says how to resume: set
+        ``warm_start=True`` and call ``fit`` again with the same data. The resumed search
+        replays the interrupted iteration from its stored random state and does not pay
+        again for the losses it had already received, so the result equals that of an
+        uninterrupted fit.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, [C,] H, W)
+            Feature vectors (``encoder=None``) or images; NumPy arrays, memmaps (read in
+            batches), torch tensors, or a pandas DataFrame of features.
+        y : array-like of shape (n_samples,), default=None
+            Task labels. Optional; with ``conditional=True`` they make the adversary
+            class-conditional (hide the group information beyond what ``y`` explains).
+        sensitive_features : array-like of shape (n_samples,) or (n_samples, n_attributes)
+            Group labels of any hashable type; several columns are combined into their
+            intersection. Without them no edit is learned and a warning says how to pass them.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+
+        Raises
+        ------
+        QueryError
+            When the encoder fails for good (the progress is kept; see above).
+        ValueError
+            When ``max_queries`` cannot even pay for embedding the training inputs once,
+            or a warm start is asked for with other data or settings.
+        """
         self._validate_params()
         spent = getattr(self, "n_queries_", 0) if self.warm_start else 0
         if not self._continuing():  # a new search: a failure must not leave an old edit
-            for attr in ("noise_", "search_state_", "_adversary"):
+            for attr in ("edit_", "search_state_", "_adversary"):
                 self.__dict__.pop(attr, None)
         meter = self._meter = QueryMeter(
             None if self.max_queries is None else max(self.max_queries - spent, 0))
@@ -496,11 +347,10 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             raise QueryError(self._resume_message(error)) from (error.__cause__ or error)
         return self
 
-    fit.__doc__ = BaseNoiseTransformer.fit.__doc__
 
     def _resume_message(self, exc: QueryError) -> str:
         name = type(self).__name__
-        if getattr(self, "search_state_", None) is None or not hasattr(self, "noise_"):
+        if getattr(self, "search_state_", None) is None or not hasattr(self, "edit_"):
             kept = ("No edit was learned yet: the failure came while embedding the training "
                     f"inputs for the probe (n_queries_={self.n_queries_} counts the images "
                     "already sent).")
@@ -511,16 +361,17 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
                 "fit again with the same data; the search continues where it stopped.")
 
     def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "noise_")  # a fit that failed early leaves n_queries_ only
+        return hasattr(self, "edit_")  # a fit that failed early leaves n_queries_ only
 
     # -- step 1 ---------------------------------------------------------------------------
     def _check_encoder(self) -> CallableEncoder | None:
         return as_black_box(self.encoder, batch_size=self.batch_size)
 
-    def _encoder_embed(self, Xb: np.ndarray) -> np.ndarray:
+    def _encoder_embed(self, Xb: np.ndarray, edit: FittedEdit | None = None) -> np.ndarray:
         if self._encoder is None:
-            return Xb
-        return self._encoder.embed(Xb, n_jobs=self.n_jobs, max_retries=self.max_retries,
+            return super()._encoder_embed(Xb, edit)
+        return self._encoder.embed(Xb, edit=edit, n_jobs=self.n_jobs,
+                                   max_retries=self.max_retries,
                                    meter=getattr(self, "_meter", None))
 
     def _resolution(self) -> Any:
@@ -559,8 +410,11 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
     # -- step 2 ---------------------------------------------------------------------------
     def _optimise(self, X: np.ndarray, adversary: Adversary) -> None:
         space = self._space
+        project = numpy_projection(space, self.max_norm)
+        strategy = STRATEGIES[self.strategy](momentum=self.momentum, step_decay=self.step_decay,
+                                             project=project)
         if self._continuing():
-            theta, state = self.noise_param_, self.search_state_
+            theta, state = self.edit_.param, self.search_state_
             if theta.shape != space.param_shape or len(state.order) not in (0, len(X)):
                 raise ValueError(
                     "warm_start=True continues the previous fit, but the inputs or the "
@@ -568,117 +422,52 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
                     f" then, {space.param_shape} now; {len(state.order) or '?'} samples "
                     f"then, {len(X)} now). Set warm_start=False to start a new search."
                 )
+            theta = np.array(theta)  # a writable copy of the frozen edit's parameter
         else:
             theta = space.init_param().numpy()
-            state = SearchState.start(self.step_size, space.param_shape, self._seed)
+            state = strategy.start(self.step_size, space.param_shape, self._seed)
             self.loss_curve_, self.n_iter_ = [], 0
         self.search_state_ = state
-        project = self._projection()
-        evaluate_on = self._batch_loss(X, adversary, state.known_losses)
-        followups = 1 if self.strategy == "spsa" else 0
+        loss = QueryLoss(EditLoss(space, adversary, self.lambda_reg, self._fill),
+                         lambda idx: self._read(X, idx), self._embed_many(), state.known_losses)
         max_iter = self.max_epochs * -(-len(X) // self.batch_size)
-        rng = np.random.Generator(np.random.PCG64())
+        start_iter = self.n_iter_
         bar = tqdm(total=max_iter, initial=self.n_iter_, desc="GeZO search",
                    disable=not self.verbose, leave=False)
-        start_iter = self.n_iter_
+        self._theta = theta
+
+        def on_iteration(point: np.ndarray, value: float) -> None:
+            self._theta = point
+            self.n_iter_ += 1
+            self.loss_curve_.append(value)
+            bar.update()
+            bar.set_postfix(loss=f"{value:.4f}", queries=self._meter.spent)
+
         try:
-            while self.n_iter_ < max_iter:
-                # all random draws of the iteration come first, and are committed to the
-                # state only once it completes: a failed iteration is replayed as it was
-                rng.bit_generator.state = state.rng_state
-                idx, order, position = state.next_batch(rng, len(X), self.batch_size)
-                u = rng.standard_normal((self.n_directions, *theta.shape), dtype=np.float32)
-                points = _candidates(theta, state, u, self.strategy, self.momentum, project)
-                evaluate = evaluate_on(idx)
-                n_dirs = self._affordable_directions(idx, points, state.known_losses,
-                                                     followups)
-                if n_dirs == 0:
-                    break
-                points = points[: 1 + 2 * n_dirs]
-                losses = evaluate(points)
-                if self.strategy == "greedy":
-                    theta, loss = greedy_update(theta, state, points, losses,
-                                                step_decay=self.step_decay)
-                else:
-                    theta, loss = spsa_update(theta, state, u[:n_dirs], losses, evaluate,
-                                              momentum=self.momentum,
-                                              step_decay=self.step_decay, project=project)
-                state.known_losses.clear()
-                state.rng_state = rng.bit_generator.state
-                state.order, state.position = order, position
-                self.n_iter_ += 1
-                self.loss_curve_.append(loss)
-                bar.update()
-                bar.set_postfix(loss=f"{loss:.4f}", queries=self._meter.spent)
-        finally:
+            zeroth_order_search(
+                loss, theta, state, strategy, n_samples=len(X), batch_size=self.batch_size,
+                n_directions=self.n_directions, max_iter=max_iter, n_iter=self.n_iter_,
+                remaining=None if self._encoder is None else lambda: self._meter.remaining,
+                on_iteration=on_iteration)
+        finally:  # also on a failed query: the best edit found so far is kept
             bar.close()
-            self._store(torch.from_numpy(np.ascontiguousarray(theta)))
+            self._store(torch.from_numpy(np.ascontiguousarray(self._theta)))
+            del self._theta
         if self.n_iter_ == start_iter < max_iter:
             warnings.warn(
                 f"max_queries={self.max_queries} leaves no room for a search iteration "
-                f"({3 + followups} queries of up to {self.batch_size} images at the least), "
-                "so the edit is unchanged. Raise max_queries.", UserWarning, stacklevel=4)
+                f"({3 + strategy.followups} queries of up to {self.batch_size} images at the "
+                "least), so the edit is unchanged. Raise max_queries.", UserWarning,
+                stacklevel=4)
 
-    def _projection(self) -> Callable[[np.ndarray], np.ndarray]:
-        space, max_norm = self._space, self.max_norm
-
-        def project(theta: np.ndarray) -> np.ndarray:
-            return space.project(torch.from_numpy(theta.copy()), max_norm).numpy()
-
-        return project
-
-    def _affordable_directions(self, idx: np.ndarray, points: list[np.ndarray],
-                               known: dict[str, float], followups: int) -> int:
-        """Most directions whose iteration fits the remaining budget (0: none does).
-
-        The losses already known cost nothing; a follow-up query (the proposed step of
-        ``"spsa"``) is reserved in full.
-        """
+    def _embed_many(self) -> Any:
+        """The encoder's embeddings of several batches, concurrently (None: features)."""
         if self._encoder is None:
-            return self.n_directions
-        for n_dirs in range(self.n_directions, 0, -1):
-            new = {_digest(idx, p) for p in points[: 1 + 2 * n_dirs]} - known.keys()
-            if (len(new) + followups) * len(idx) <= self._meter.remaining:
-                return n_dirs
-        return 0
+            return None
 
-    def _batch_loss(self, X: np.ndarray, adversary: Adversary,
-                    known: dict[str, float]) -> Callable[[np.ndarray], Evaluate]:
-        """``evaluate_on(idx)``: the loss oracle of one batch, paying only for new points.
+        def embed_many(batches: Any, on_result: Any) -> Any:
+            return self._encoder.embed_many(batches, n_jobs=self.n_jobs,
+                                            max_retries=self.max_retries, meter=self._meter,
+                                            on_result=on_result)
 
-        Data losses go into ``known`` as each query completes, so a failure midway keeps
-        what was paid for.
-        """
-        space, encoder, fill, lam = self._space, self._encoder, self._fill, self.lambda_reg
-
-        def evaluate_on(idx: np.ndarray) -> Evaluate:
-            xb = self._read(X, idx)
-
-            def edited(theta: np.ndarray) -> np.ndarray:
-                noise, mask = space.full_arrays(torch.from_numpy(theta), fill)
-                return apply_numpy(xb, noise, mask)
-
-            def record(key: str, Z: np.ndarray) -> None:
-                with torch.no_grad():
-                    z = torch.as_tensor(np.asarray(Z, np.float32), device=adversary.device)
-                    known[key] = float(adversary(z, idx))
-
-            def evaluate(points: Sequence[np.ndarray]) -> np.ndarray:
-                keys = [_digest(idx, p) for p in points]
-                todo = dict(zip(keys, points, strict=True))  # unique points, in order
-                todo = {k: p for k, p in todo.items() if k not in known}
-                if encoder is None:
-                    for key, p in todo.items():
-                        record(key, edited(p))
-                elif todo:
-                    names = list(todo)
-                    encoder.embed_many(
-                        _EditedBatches(edited, list(todo.values())), n_jobs=self.n_jobs,
-                        max_retries=self.max_retries, meter=self._meter,
-                        on_result=lambda i, Z: record(names[i], Z))
-                return np.array([known[k] + lam * float(space.penalty(torch.from_numpy(p)))
-                                 for k, p in zip(keys, points, strict=True)])
-
-            return evaluate
-
-        return evaluate_on
+        return embed_many

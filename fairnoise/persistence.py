@@ -17,12 +17,13 @@ File contents
 
 from __future__ import annotations
 
-import json
 import os
-import zipfile
 from typing import Any
 
 import numpy as np
+
+from .dne import DebiasedNoiseTransformer
+from .edits._file import FORMAT, FORMAT_VERSION, load_edit  # noqa: F401 (the format's names)
 
 __all__ = ["SKOPS_TRUSTED_TYPES", "export_noise", "load_noise"]
 
@@ -35,12 +36,9 @@ SKOPS_TRUSTED_TYPES = [
     "fairnoise.dne.DebiasedNoiseTransformer",
     "fairnoise.gezo.GeZONoiseTransformer",
     "fairnoise.edits.NoiseSpace",
-    "fairnoise.gezo.SearchState",
+    "fairnoise.edits.FittedEdit",
+    "fairnoise.optim.SearchState",
 ]
-
-FORMAT = "fairnoise-noise"
-FORMAT_VERSION = 1
-_SCALING = "integer images are divided by their dtype's maximum; floats are used as given"
 
 
 def export_noise(transformer: Any, path: str | os.PathLike) -> str:
@@ -70,39 +68,7 @@ def export_noise(transformer: Any, path: str | os.PathLike) -> str:
     >>> bool(np.array_equal(load_noise(path).transform(X), t.transform(X)))
     True
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    from . import __version__
-
-    check_is_fitted(transformer)
-    path = os.fspath(path)
-    if not path.endswith(".npz"):
-        path += ".npz"
-    names = getattr(transformer, "feature_names_in_", None)
-    metadata = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "fairnoise_version": __version__,
-        "estimator": type(transformer).__name__,
-        "edit": transformer.edit,
-        "input_shape": list(transformer.input_shape_),
-        "n_features_out": int(transformer.n_features_out_),
-        "channel_shared": bool(transformer.channel_shared),
-        "noise_resolution": transformer.noise_resolution,
-        "feature_names": None if names is None else [str(n) for n in names],
-        "input_scaling": _SCALING,
-    }
-    arrays = {"noise": transformer.noise_, "noise_param": transformer.noise_param_}
-    if transformer.mask_ is not None:
-        arrays["mask"] = transformer.mask_
-    with open(path, "wb") as fh:
-        np.savez(fh, metadata=np.asarray(json.dumps(metadata)),
-                 **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
-    return path
-
-
-def _invalid(path: str, why: str) -> ValueError:
-    return ValueError(f"{path} is not a valid fairnoise noise file: {why}.")
+    return transformer.export_noise(path)
 
 
 def load_noise(path: str | os.PathLike, *, encoder: Any = None, output: str = "embeddings",
@@ -151,58 +117,20 @@ def load_noise(path: str | os.PathLike, *, encoder: Any = None, output: str = "e
     >>> np.array_equal(loaded.transform(X), dne.transform(X))
     True
     """
-    from .dne import DebiasedNoiseTransformer
-
-    path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            contents = {key: data[key] for key in data.files}
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise _invalid(path, f"it cannot be read as an .npz archive ({exc})") from exc
-    if "metadata" not in contents:
-        raise _invalid(path, "it has no metadata entry")
-    try:
-        meta = json.loads(str(contents["metadata"]))
-    except json.JSONDecodeError as exc:
-        raise _invalid(path, "its metadata is not JSON") from exc
-    if meta.get("format") != FORMAT:
-        raise _invalid(path, f"format is {meta.get('format')!r}, expected {FORMAT!r}")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path} was written in format version {meta['format_version']} by "
-                         f"fairnoise {meta.get('fairnoise_version')}; upgrade fairnoise.")
-    edit = meta.get("edit")
-    shape = tuple(meta.get("input_shape") or ())
-    for key in ("noise", "noise_param") + (("mask",) if edit == "masked" else ()):
-        if key not in contents:
-            raise _invalid(path, f"the {key!r} array is missing")
-        if not np.all(np.isfinite(contents[key])):
-            raise _invalid(path, f"the {key!r} array holds NaN or infinity")
-    try:
-        for key in ("noise", "mask"):
-            if key in contents:
-                np.broadcast_shapes(contents[key].shape, shape)
-    except ValueError as exc:
-        raise _invalid(path, f"its arrays do not fit its input shape {shape}") from exc
-    if edit == "masked" and not (0 <= contents["mask"].min() and contents["mask"].max() <= 1):
-        raise _invalid(path, "its mask leaves [0, 1]")
-    if input_shape is not None and tuple(input_shape) != shape:
-        raise ValueError(f"{path} holds an edit for inputs of shape {shape}, not "
-                         f"{tuple(input_shape)}.")
-
-    t = DebiasedNoiseTransformer(encoder=encoder, output=output, edit=edit,
+    edit, meta = load_edit(path)
+    if input_shape is not None and tuple(input_shape) != edit.input_shape:
+        raise ValueError(f"{os.fspath(path)} holds an edit for inputs of shape "
+                         f"{edit.input_shape}, not {tuple(input_shape)}.")
+    t = DebiasedNoiseTransformer(encoder=encoder, output=output, edit=edit.kind,
                                  channel_shared=meta["channel_shared"],
                                  noise_resolution=_resolution(meta["noise_resolution"]))
     t._validate_params()
-    t.input_shape_ = shape
-    t.n_features_in_ = int(np.prod(shape))
+    t.input_shape_ = edit.input_shape
+    t.n_features_in_ = int(np.prod(edit.input_shape))
     t.n_features_out_ = meta["n_features_out"]
     if meta.get("feature_names") is not None:
         t.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
-    t.noise_ = contents["noise"]
-    t.mask_ = contents.get("mask")
-    t.noise_param_ = contents["noise_param"]
+    t.edit_ = edit
     t.sa_probe_ = None
     t.classes_sensitive_ = None
     t.loss_curve_ = []

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ._base import as_float_images
-from .edits import apply_numpy
+from ._inputs import as_float_images
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -64,7 +63,7 @@ def _pyplot() -> Any:
 
 
 def _check_fitted_edit(transformer: Any, who: str) -> None:
-    if not (hasattr(transformer, "noise_") and hasattr(transformer, "input_shape_")):
+    if not (hasattr(transformer, "edit_") and hasattr(transformer, "input_shape_")):
         raise ValueError(
             f"{who} needs a fitted DebiasedNoiseTransformer or GeZONoiseTransformer (with "
             f"noise_, mask_ and input_shape_); got {type(transformer).__name__}. Call fit "
@@ -269,7 +268,7 @@ def plot_edit_examples(
         return batch if batch.ndim == 4 else batch[:, None]
 
     before = take(X)
-    after = apply_numpy(before, transformer.noise_, transformer.mask_)
+    after = transformer.edit_.apply(before)
     before, after = chw(before), chw(after)
     columns = [("input", before), ("after the edit", after)]
     if oracle is not None:

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from fairnoise.encoders import make_standin_encoder
+
 
 def make_marker_images(n: int = 240, size: int = 16, groups: int = 2, seed: int = 0,
                        channels: int = 1):
@@ -21,17 +23,9 @@ def make_marker_images(n: int = 240, size: int = 16, groups: int = 2, seed: int 
 
 
 def make_encoder(channels: int = 1, seed: int = 0) -> torch.nn.Module:
-    """A tiny frozen random CNN standing in for a foundation model."""
-    g = torch.Generator().manual_seed(seed)
-    enc = torch.nn.Sequential(
-        torch.nn.Conv2d(channels, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(),
-    )
-    with torch.no_grad():
-        for p in enc.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return enc.eval().requires_grad_(False)
+    """A tiny frozen random CNN standing in for a foundation model (16×16 → 64-d)."""
+    return make_standin_encoder(channels, seed, width=8, depth=2, kernel_size=3,
+                                pooling="max", grid=2, init_std=0.3)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fairnoise import DebiasedNoiseTransformer
-from fairnoise.dne import minimise_minibatch
+from fairnoise.edits import FittedEdit
 
 FAST = dict(max_epochs=2, batch_size=64, random_state=0)
 
@@ -62,8 +62,9 @@ def test_images_output_is_the_edit_that_embeddings_output_encodes(images, encode
 def test_fitted_state_is_numpy(images, encoder):
     X, y, a = images
     t = DebiasedNoiseTransformer(encoder=encoder, **FAST).fit(X, y, sensitive_features=a)
-    for name in ("noise_", "mask_", "noise_param_", "classes_sensitive_"):
+    for name in ("noise_", "mask_", "classes_sensitive_"):
         assert isinstance(getattr(t, name), np.ndarray), name
+    assert isinstance(t.edit_, FittedEdit) and isinstance(t.edit_.param, np.ndarray)
     assert t.input_shape_ == (1, 16, 16)
     assert t.n_features_in_ == 256
     assert len(t.loss_curve_) == t.n_iter_ == 2
@@ -76,7 +77,7 @@ def test_noise_shape_follows_channel_sharing_and_resolution(edit, channel_shared
     t = DebiasedNoiseTransformer(encoder=make_encoder(channels=3), edit=edit,
                                  channel_shared=channel_shared, noise_resolution=4, **FAST)
     t.fit(X, y, sensitive_features=a)
-    assert t.noise_param_.shape == (noise_channels, 4, 4)
+    assert t.edit_.param.shape == (noise_channels, 4, 4)
     full = t.mask_ if edit == "masked" else t.noise_
     assert full.shape == (noise_channels, 16, 16)
 
@@ -85,7 +86,7 @@ def test_low_resolution_noise_is_smooth_upsampling(images, encoder):
     X, y, a = images
     t = DebiasedNoiseTransformer(encoder=encoder, edit="additive", noise_resolution=2,
                                  **FAST).fit(X, y, sensitive_features=a)
-    up = torch.nn.functional.interpolate(torch.as_tensor(t.noise_param_)[None], size=(16, 16),
+    up = torch.nn.functional.interpolate(torch.tensor(t.edit_.param)[None], size=(16, 16),
                                          mode="bilinear", align_corners=False)[0].numpy()
     np.testing.assert_allclose(t.noise_, up, rtol=1e-6)
 
@@ -114,7 +115,7 @@ def test_memmap_input_is_read_lazily_and_matches_in_memory(tmp_path, images, enc
     mm = np.load(path, mmap_mode="r")
     t_mm = DebiasedNoiseTransformer(encoder=encoder, **FAST).fit(mm, y, sensitive_features=a)
     t_np = DebiasedNoiseTransformer(encoder=encoder, **FAST).fit(X, y, sensitive_features=a)
-    np.testing.assert_array_equal(t_mm.noise_param_, t_np.noise_param_)
+    np.testing.assert_array_equal(t_mm.edit_.param, t_np.edit_.param)
     np.testing.assert_array_equal(t_mm.transform(mm), t_np.transform(X))
 
 
@@ -125,8 +126,8 @@ def test_same_random_state_gives_bit_identical_noise(images, encoder):
     t1 = DebiasedNoiseTransformer(random_state=3, **kw).fit(X, y, sensitive_features=a)
     t2 = DebiasedNoiseTransformer(random_state=3, **kw).fit(X, y, sensitive_features=a)
     t3 = DebiasedNoiseTransformer(random_state=4, **kw).fit(X, y, sensitive_features=a)
-    np.testing.assert_array_equal(t1.noise_param_, t2.noise_param_)
-    assert not np.array_equal(t1.noise_param_, t3.noise_param_)
+    np.testing.assert_array_equal(t1.edit_.param, t2.edit_.param)
+    assert not np.array_equal(t1.edit_.param, t3.edit_.param)
 
 
 def test_fit_does_not_touch_the_global_torch_seed(images, encoder):
@@ -319,16 +320,3 @@ def test_feature_mode_preserves_float64():
 
 
 # -- the optimiser on its own --------------------------------------------------------------------
-def test_minimise_minibatch_solves_a_projected_quadratic():
-    target = torch.tensor([0.3, 2.0, -1.0])
-
-    def loss(idx, theta):
-        return ((theta - target) ** 2).sum()
-
-    theta, curve = minimise_minibatch(
-        loss, torch.zeros(3), 10, batch_size=5, learning_rate=0.05, max_epochs=300, tol=0,
-        n_iter_no_change=300, project=lambda t: t.clamp_(0, 1),
-        generator=torch.Generator().manual_seed(0),
-    )
-    np.testing.assert_allclose(theta.numpy(), [0.3, 1.0, 0.0], atol=1e-2)
-    assert curve[-1] < curve[0]

@@ -115,4 +115,4 @@ def test_fit_is_deterministic_for_any_seed(seed):
     X = np.c_[rng.normal(size=(60, 3)), a + rng.normal(scale=0.1, size=60)]
     t1 = DebiasedNoiseTransformer(max_epochs=2, random_state=seed).fit(X, sensitive_features=a)
     t2 = DebiasedNoiseTransformer(max_epochs=2, random_state=seed).fit(X, sensitive_features=a)
-    assert np.array_equal(t1.noise_param_, t2.noise_param_)
+    assert np.array_equal(t1.edit_.param, t2.edit_.param)

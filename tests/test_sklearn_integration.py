@@ -55,7 +55,7 @@ def test_pipeline_passes_groups_to_the_transformer(images, encoder):
     X, y, a = images
     pipe = pipeline(encoder=encoder).fit(X, y, noise__sensitive_features=a)
     direct = DebiasedNoiseTransformer(encoder=encoder, **FAST).fit(X, y, sensitive_features=a)
-    np.testing.assert_array_equal(pipe["noise"].noise_param_, direct.noise_param_)
+    np.testing.assert_array_equal(pipe["noise"].edit_.param, direct.edit_.param)
 
 
 def test_grid_search_routes_groups_with_routing_off(images, encoder):
@@ -148,6 +148,6 @@ def test_shared_encoder_between_clones_gives_the_same_fit(images):
     X, y, a = images
     wrapper = TorchEncoder(make_encoder(), device="cpu")
     t = DebiasedNoiseTransformer(encoder=wrapper, **FAST)
-    n1 = clone(t).fit(X, y, sensitive_features=a).noise_param_
-    n2 = clone(t).fit(X, y, sensitive_features=a).noise_param_
+    n1 = clone(t).fit(X, y, sensitive_features=a).edit_.param
+    n2 = clone(t).fit(X, y, sensitive_features=a).edit_.param
     np.testing.assert_array_equal(n1, n2)

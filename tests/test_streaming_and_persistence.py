@@ -27,7 +27,7 @@ def test_uint8_images_are_scaled_to_the_unit_interval(tmp_path, images, encoder)
     t8 = DebiasedNoiseTransformer(encoder=encoder, **FAST).fit(mm, y, sensitive_features=a)
     tf = DebiasedNoiseTransformer(encoder=encoder, **FAST).fit(X8 / np.float32(255), y,
                                                                sensitive_features=a)
-    np.testing.assert_allclose(t8.noise_param_, tf.noise_param_, atol=1e-5)
+    np.testing.assert_allclose(t8.edit_.param, tf.edit_.param, atol=1e-5)
     edited = t8.set_params(output="images").transform(mm)
     assert edited.dtype == np.float32 and edited.max() <= 1.0 + 1e-6
 
@@ -94,7 +94,7 @@ def test_partial_fit_over_one_batch_equals_one_epoch_of_fit(images, encoder):
     kw = dict(encoder=encoder, batch_size=64, random_state=0)
     streamed = DebiasedNoiseTransformer(**kw).partial_fit(X, y, sensitive_features=a)
     fitted = DebiasedNoiseTransformer(max_epochs=1, **kw).fit(X, y, sensitive_features=a)
-    np.testing.assert_array_equal(streamed.noise_param_, fitted.noise_param_)
+    np.testing.assert_array_equal(streamed.edit_.param, fitted.edit_.param)
 
 
 def test_partial_fit_rejects_unseen_groups(images, encoder):
@@ -164,7 +164,7 @@ def test_feature_names_travel_with_the_noise(tmp_path, features):
 def test_corrupted_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip archive")
-    with pytest.raises(ValueError, match="not a valid fairnoise noise file"):
+    with pytest.raises(ValueError, match="not a valid fairnoise edit file"):
         load_noise(bad)
 
 
@@ -233,4 +233,4 @@ def test_fit_without_groups_then_partial_fit_with_groups(images, encoder):
         t.partial_fit(X, y)
     t.partial_fit(X, y, sensitive_features=a)
     assert t.classes_sensitive_.tolist() == [0, 1] and t.n_iter_ == 1
-    assert not torch.equal(torch.as_tensor(t.noise_param_), torch.zeros(1, 16, 16))
+    assert not torch.equal(torch.as_tensor(t.edit_.param), torch.zeros(1, 16, 16))

@@ -1,24 +1,4 @@
-"""Universal input edits and their parametrisation.
-
-An edit maps a batch ``x`` and a small set of learned parameters to an edited batch of the
-same shape. The parameters live at ``noise_resolution`` and are upsampled bilinearly to
-the input size, so the search space can be orders of magnitude smaller than the input.
-
-``"additive"`` (the paper's edit)
-    ``edit(x) = x + ε``, with ``ε = up(θ)``; regulariser ``‖ε‖₂`` (Euclidean norm of the
-    full-resolution noise, in input units). ``max_norm`` projects ``ε`` back onto the ball
-    ``‖ε‖₂ ≤ max_norm`` after every step.
-
-``"masked"``
-    ``edit(x) = m ⊙ x + (1 − m) ⊙ f`` with ``m = 1 − up(r)``, ``r ∈ [0, 1]`` (projected after
-    every step) and a *fixed* fill ``f``: the per-channel (image) or per-feature (vector)
-    mean of the training inputs. Regulariser ``mean(1 − m)``, the fraction of the input
-    masked, so it pushes the mask towards ones and keeps only the part that pays off.
-    The fill is fixed on purpose: a learned fill can move the objective without masking.
-
-A universal *additive* shift of feature vectors only moves a linear model's intercept, so
-it cannot remove linearly decodable information; in feature mode use ``"masked"``.
-"""
+"""Where a universal edit's parameters live while it is learned: :class:`NoiseSpace`."""
 
 from __future__ import annotations
 
@@ -27,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ._fitted import FittedEdit
 
 EDITS = ("additive", "masked")
 
@@ -116,6 +98,14 @@ class NoiseSpace:
             return torch.lerp(x, fill.to(x.dtype).expand_as(x), full.to(x.dtype))
         return x + full
 
+    def fitted(self, theta: torch.Tensor, fill: np.ndarray) -> FittedEdit:
+        """The learned parameter ``θ`` as a frozen :class:`FittedEdit` (NumPy, full size)."""
+        noise, mask = self.full_arrays(theta, fill)
+        param = theta.detach().cpu().numpy()
+        if mask is None:
+            return FittedEdit("additive", self.input_shape, param=param, noise=noise)
+        return FittedEdit("masked", self.input_shape, param=param, mask=mask, fill=noise)
+
     def full_arrays(self, theta: torch.Tensor,
                     fill: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The fitted state as NumPy: ``(noise_, mask_)`` at full resolution."""
@@ -125,20 +115,3 @@ class NoiseSpace:
             noise = np.broadcast_to(fill, np.broadcast_shapes(fill.shape, full.shape)).copy()
             return noise, 1.0 - full
         return full, None
-
-
-def apply_numpy(X: np.ndarray, noise: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """The fitted edit on a NumPy batch; same arithmetic as :meth:`NoiseSpace.apply`."""
-    if mask is None:
-        return X + noise.astype(X.dtype, copy=False)
-    inv = (1.0 - mask).astype(X.dtype, copy=False)
-    return X - inv * (X - noise.astype(X.dtype, copy=False))
-
-
-def input_mean(X_mean: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
-    """The masked edit's fill: per-channel mean for ``C×H×W`` images, else as given."""
-    if len(input_shape) == 3:
-        return X_mean.reshape(input_shape).mean(axis=(1, 2), keepdims=True).astype(np.float32)
-    if len(input_shape) == 2:
-        return np.full((1, 1), X_mean.mean(), dtype=np.float32)
-    return X_mean.astype(np.float32)

@@ -1,0 +1,120 @@
+"""Inputs, validated once at the edge: arrays, tensors, DataFrames, memmaps, lazy images.
+
+Images are read chunk by chunk (``read_rows``), so memmaps and lazy arrays stay lazy and
+memory stays bounded by a chunk whatever the data's size; integer images are scaled to
+[0, 1] (``as_float_images``). The inner code trusts what leaves this module.
+"""
+
+from __future__ import annotations
+
+import mmap
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse import issparse
+from sklearn.utils.validation import validate_data
+
+# scanning and transforming go through the data in chunks of at most this many bytes (as
+# float32), so memory stays bounded for memmaps and lazy arrays whatever the image size
+_CHUNK_BYTES = 64 * 2**20
+
+
+def chunk_rows(sample_shape: tuple[int, ...], at_least: int = 1) -> int:
+    """Rows per chunk: as many float32 samples as fit in ``_CHUNK_BYTES``."""
+    per_row = 4 * int(np.prod(sample_shape))
+    return max(at_least, _CHUNK_BYTES // max(per_row, 1))
+
+
+def as_float_images(batch: Any) -> np.ndarray:
+    """A batch of images as float32; integer images are divided by their dtype's maximum.
+
+    So ``uint8`` images (0–255) and ``uint16`` ones (0–65535) both arrive in [0, 1], the
+    range float images are expected in; float images pass unchanged. Put any further
+    normalisation (mean/std) into the encoder module. Non-finite values are rejected here,
+    where lazily read data is first seen.
+    """
+    batch = np.asarray(batch)
+    if np.issubdtype(batch.dtype, np.integer):
+        return batch.astype(np.float32) / np.float32(np.iinfo(batch.dtype).max)
+    batch = batch.astype(np.float32, copy=False)
+    # a NaN or infinity makes the sum non-finite; only then (or on overflow of a huge
+    # finite sum) is the slower elementwise check needed
+    if not np.isfinite(batch.sum()) and not np.isfinite(batch).all():
+        raise ValueError("X contains NaN or infinity.")
+    return batch
+
+
+def read_rows(X: Any, key: Any) -> np.ndarray:
+    """Rows ``X[key]`` as float32 images, without letting a memmap grow resident memory.
+
+    A memory-mapped file's pages count towards the process's resident memory once read,
+    so a pass over a large memmap would end with the whole file resident. The rows are
+    copied out and the mapping's pages released (``MADV_DONTNEED``; they stay in the
+    page cache), so memory is bounded by the batch, not the file.
+    """
+    rows = X[key]
+    mapping = getattr(X, "_mmap", None)
+    if mapping is None:
+        return as_float_images(rows)
+    batch = np.array(rows, dtype=np.float32 if rows.dtype.kind == "f" else rows.dtype)
+    if hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
+    return as_float_images(batch)
+
+
+def validate_inputs(estimator: Any, X: Any, *, reset: bool) -> Any:
+    """Validate inputs once, at the edge. Memmaps and lazy image arrays stay lazy.
+
+    Feature matrices go through scikit-learn's ``validate_data``. Images (and any
+    array-like exposing ``shape``, ``dtype`` and NumPy-style indexing, such as a
+    memmap or :class:`fairnoise.datasets.LazyImageArray`) are checked chunk by chunk.
+    """
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    lazy = not isinstance(X, np.ndarray) and all(
+        hasattr(X, attr) for attr in ("shape", "dtype", "__getitem__", "__len__"))
+    if not lazy and not isinstance(X, np.ndarray) and not hasattr(X, "iloc"):
+        X = X if issparse(X) else np.asarray(X)
+    if issparse(X) or len(X.shape) == 2:
+        X = validate_data(estimator, X, reset=reset, dtype=[np.float64, np.float32])
+        shape = X.shape[1:]
+    else:
+        if len(X.shape) == 1:
+            raise ValueError(
+                f"X must be 2-D or images; got a 1-D array of shape {X.shape}. Reshape "
+                "your data with X.reshape(-1, 1) for one feature, or X.reshape(1, -1) "
+                "for one sample."
+            )
+        if len(X.shape) not in (3, 4):
+            raise ValueError(
+                "X must be 2-D (n_samples, n_features) or images (n_samples, H, W) / "
+                f"(n_samples, C, H, W); got an array of shape {X.shape}."
+            )
+        dtype = np.dtype(X.dtype)
+        if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+            raise TypeError(f"X must hold real numbers; got dtype {dtype}.")
+        if len(X) == 0:
+            raise ValueError("X has 0 samples; at least one is required.")
+        shape = X.shape[1:]
+        if np.issubdtype(dtype, np.floating) and not lazy:  # lazy files: checked on read
+            rows = chunk_rows(shape)
+            for start in range(0, len(X), rows):
+                read_rows(X, slice(start, start + rows))  # raises on NaN or inf
+        if reset:
+            estimator.n_features_in_ = int(np.prod(shape))
+    if estimator.encoder is None and len(shape) != 1:
+        raise ValueError(
+            "With encoder=None the inputs are feature vectors and X must be 2-D; got "
+            f"shape {(len(X), *shape)}. Pass an encoder for images (torch.nn.Flatten() "
+            "works on raw pixels)."
+        )
+    if reset:
+        estimator.input_shape_ = tuple(int(s) for s in shape)
+    elif tuple(shape) != estimator.input_shape_:
+        raise ValueError(
+            f"X has samples of shape {tuple(shape)}, but {type(estimator).__name__} was fitted "
+            f"on samples of shape {estimator.input_shape_}."
+        )
+    return X
+

@@ -433,18 +433,66 @@ class LazyImageArray:
 # --------------------------------------------------------------------------------------
 
 
-def _read_csv(csv_path, required: Sequence[str]) -> pd.DataFrame:
-    frame = pd.read_csv(csv_path)
+_ROWS_NOTE = "(rows count from 0 after the header)"
+
+
+def _read_csv(csv_path, required: Sequence[str], text: Sequence[str] = ()) -> pd.DataFrame:
+    """The CSV with its ``required`` columns checked; ``text`` columns read as strings."""
+    name = os.fspath(csv_path)
+    try:
+        # paths stay text: a file named 007 must not be read as the number 7
+        frame = pd.read_csv(csv_path, dtype={c: str for c in text})
+    except pd.errors.EmptyDataError:
+        raise ValueError(
+            f"{name} is empty: expected a header row with the column(s) {list(required)}."
+        ) from None
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ValueError(
-            f"Column(s) {missing} not found in {os.fspath(csv_path)}; available columns: "
+            f"Column(s) {missing} not found in {name}; available columns: "
             f"{list(frame.columns)}."
         )
+    if frame.empty:
+        raise ValueError(f"{name} has a header but no rows.")
     return frame
 
 
+def _blank(values: pd.Series) -> pd.Series:
+    """Cells that hold nothing: missing, or text of whitespace only."""
+    spaces = values.map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
+    return values.isna() | spaces
+
+
+def _rows(mask: pd.Series) -> str:
+    """``"row 3 (...)"`` or ``"rows 1, 4, ... (...)"``: where ``mask`` holds, by CSV row."""
+    rows = [str(r) for r in mask.index[mask.to_numpy(dtype=bool)]]
+    shown = ", ".join(rows[:5]) + (", ..." if len(rows) > 5 else "")
+    return f"row{'s' if len(rows) > 1 else ''} {shown} {_ROWS_NOTE}"
+
+
+def _first_bad(values: pd.Series, bad: pd.Series) -> str:
+    """``"got 'x' in row 4 (...)"`` for the first offending cell, and how many others."""
+    first = int(np.argmax(bad.to_numpy(dtype=bool)))
+    value = values.iloc[first]
+    value = value.item() if isinstance(value, np.generic) else value
+    others = int(bad.sum()) - 1
+    more = f" and {others} other row(s)" if others else ""
+    return f"got {value!r} in row {values.index[first]}{more} {_ROWS_NOTE}"
+
+
 def _resolve_paths(relative: pd.Series, csv_path, image_root) -> list[str]:
+    """Absolute image paths of the rows of ``relative`` (a CSV column, original index)."""
+    blank = _blank(relative)
+    if blank.any():
+        raise ValueError(
+            f"Column {relative.name!r} is blank in {int(blank.sum())} row(s): {_rows(blank)}; "
+            "every row needs an image path."
+        )
+    if image_root is not None and not Path(image_root).is_dir():
+        raise FileNotFoundError(
+            f"image_root {os.fspath(image_root)!r} is not an existing directory; the "
+            f"{relative.name!r} column's paths are read relative to it."
+        )
     root = Path(csv_path).parent if image_root is None else Path(image_root)
     return [str(root / p) for p in relative.astype(str)]
 
@@ -467,6 +515,37 @@ def _age_groups(age: pd.Series, age_bins: Sequence[float]) -> pd.Series:
     labels.append(f">={fmt(edges[-1])}")
     codes = np.searchsorted(edges, age.to_numpy(dtype=float), side="right")
     return pd.Series(np.array(labels, dtype=object)[codes], index=age.index)
+
+
+def _age_years(age: pd.Series) -> pd.Series:
+    """The ``Age`` column as float years, NaN where blank; text or non-finite refused."""
+    blank = _blank(age)
+    years = pd.to_numeric(age.where(~blank), errors="coerce").astype(float)
+    bad = ~blank & ~np.isfinite(years)
+    if bad.any():
+        raise ValueError(
+            f"Column 'Age' must hold finite numbers (years) or be blank; {_first_bad(age, bad)}."
+        )
+    return years
+
+
+def _finding_labels(label: pd.Series) -> pd.Series:
+    """A finding column as 1 / 0 / -1 / NaN (blank); any other value refused."""
+    blank = _blank(label)
+    codes = pd.to_numeric(label.where(~blank), errors="coerce").astype(float)
+    bad = ~blank & ~codes.isin([1, 0, -1])
+    if bad.any():
+        raise ValueError(
+            f"Column {label.name!r} must hold 1, 0, -1 or blank; {_first_bad(label, bad)}."
+        )
+    return codes
+
+
+def _nothing_left(csv_path, n_rows: int, reasons: list[str]) -> ValueError:
+    """The error for a table whose rows were all dropped, naming the filters that did it."""
+    said = ", ".join(reasons[:-1]) + " and " + reasons[-1] if len(reasons) > 1 else reasons[0]
+    name = os.fspath(csv_path)
+    return ValueError(f"No row of {name} is left (of {n_rows}): {said} were dropped.")
 
 
 def load_chexpert_style(
@@ -531,9 +610,12 @@ def load_chexpert_style(
     Raises
     ------
     ValueError
-        If a needed column is missing or a finding value is not 1, 0, -1 or blank.
+        If the CSV is empty or has no rows, a needed column is missing, a finding value is
+        not 1, 0, -1 or blank, an age is not a finite number (``sensitive="Age"``), a kept
+        row's ``Path`` is blank, or the filters leave no row. The message names the column
+        and the first offending row (counted from 0 after the header) and value.
     FileNotFoundError
-        If an image file of a kept row does not exist.
+        If ``image_root`` is not a directory or an image file of a kept row does not exist.
 
     Examples
     --------
@@ -553,36 +635,37 @@ def load_chexpert_style(
     """
     _check_uncertain(uncertain)
     required = ["Path", finding, sensitive] + (["Frontal/Lateral"] if frontal_only else [])
-    frame = _read_csv(csv_path, required)
+    frame = _read_csv(csv_path, required, text=["Path"])
 
-    keep = pd.Series(True, index=frame.index)
-    if frontal_only:
-        keep &= frame["Frontal/Lateral"] == "Frontal"
-    label = frame[finding]
-    valid = label.isna() | label.isin([1, 0, -1])
-    if not valid.all():
-        bad = pd.unique(label[~valid])[:5]
-        raise ValueError(f"Column {finding!r} must hold 1, 0, -1 or blank; got values {list(bad)}.")
-    if uncertain == "ignore":
-        keep &= label != -1
-    label = label.fillna(0).replace(-1, 1 if uncertain == "ones" else 0)
-
+    filters = []  # (what a filter drops, the rows it keeps)
     if sensitive == "Age":
-        keep &= frame["Age"].notna()
-        group = _age_groups(frame["Age"].fillna(0), age_bins)
+        age = _age_years(frame["Age"])
+        group = _age_groups(age.fillna(0), age_bins)
+        filters.append(("rows with a blank 'Age'", age.notna()))
     else:
         group = frame[sensitive]
-        keep &= group.notna()
         if sensitive == "Sex":
-            keep &= group != "Unknown"
+            filters.append(("rows with a blank or 'Unknown' 'Sex'",
+                            ~_blank(group) & (group != "Unknown")))
+        else:
+            filters.append((f"rows with a blank {sensitive!r}", ~_blank(group)))
+    if frontal_only:
+        filters.append(("rows whose 'Frontal/Lateral' is not 'Frontal'",
+                        frame["Frontal/Lateral"] == "Frontal"))
+    label = _finding_labels(frame[finding])
+    if uncertain == "ignore":
+        filters.append((f"rows with an uncertain (-1) {finding!r}", label != -1))
+    label = label.fillna(0).replace(-1, 1 if uncertain == "ones" else 0)
+    keep = pd.Series(True, index=frame.index)
+    for _, kept in filters:
+        keep &= kept
+    if not keep.any():
+        raise _nothing_left(csv_path, len(frame), [r for r, kept in filters if not kept.all()])
 
+    paths = _resolve_paths(frame.loc[keep, "Path"], csv_path, image_root)
     frame = frame[keep].reset_index(drop=True)
     return Bunch(
-        images=LazyImageArray(
-            _resolve_paths(frame["Path"], csv_path, image_root),
-            image_size=image_size,
-            n_channels=n_channels,
-        ),
+        images=LazyImageArray(paths, image_size=image_size, n_channels=n_channels),
         y=label[keep].to_numpy(dtype=np.int64),
         sensitive=group[keep].to_numpy(dtype=object),
         frame=frame,
@@ -633,9 +716,10 @@ def load_image_csv(
     Raises
     ------
     ValueError
-        If a column is missing, or the label or group column has missing values.
+        If the CSV is empty or has no rows, a column is missing, or the path, label or group
+        column has blank values (the message names the column and the rows).
     FileNotFoundError
-        If an image file does not exist.
+        If ``image_root`` is not a directory or an image file does not exist.
 
     Examples
     --------
@@ -651,11 +735,13 @@ def load_image_csv(
     >>> data.images[0].shape, data.y.tolist(), data.sensitive.tolist()
     ((3, 8, 8), [1], ['site-A'])
     """
-    frame = _read_csv(csv_path, [path_column, label_column, group_column])
+    frame = _read_csv(csv_path, [path_column, label_column, group_column], text=[path_column])
     for column in (label_column, group_column):
-        n_missing = int(frame[column].isna().sum())
-        if n_missing:
-            raise ValueError(f"Column {column!r} has {n_missing} missing value(s).")
+        missing = _blank(frame[column])
+        if missing.any():
+            raise ValueError(
+                f"Column {column!r} has {int(missing.sum())} missing value(s): {_rows(missing)}."
+            )
     return Bunch(
         images=LazyImageArray(
             _resolve_paths(frame[path_column], csv_path, image_root),

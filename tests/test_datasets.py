@@ -312,3 +312,116 @@ def test_generic_csv_loader_validates_columns_and_files(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="gone.png"):
         load_image_csv(tmp_path / "c.csv")
+
+
+# --------------------------------------------------------------------------------------
+# CSV loaders: malformed tables are refused with the column, row and value named
+# --------------------------------------------------------------------------------------
+
+
+def _write_csv(folder, text, name="table.csv"):
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+_CHEXPERT_HEADER = "Path,Sex,Age,Edema\n"
+
+
+@pytest.mark.parametrize(("age", "shown"), [("seventy", "'seventy'"), ("inf", "inf")])
+def test_chexpert_age_that_is_not_a_finite_number_is_named(tmp_path, age, shown):
+    _write_images(tmp_path, n=2, suffix=".jpg")
+    csv = _write_csv(tmp_path, _CHEXPERT_HEADER + f"img0.jpg,Male,40,1\nimg1.jpg,Female,{age},0\n")
+    with pytest.raises(ValueError, match=rf"Column 'Age' must hold finite numbers \(years\) or "
+                       rf"be blank; got {shown} in row 1 \(rows count from 0 after the header\)"):
+        load_chexpert_style(csv, finding="Edema", sensitive="Age")
+
+
+def test_chexpert_text_age_is_no_error_when_age_is_not_used(tmp_path):
+    _write_images(tmp_path, n=1, suffix=".jpg")
+    csv = _write_csv(tmp_path, _CHEXPERT_HEADER + "img0.jpg,Male,unknown,1\n")
+    assert load_chexpert_style(csv, finding="Edema").sensitive.tolist() == ["Male"]
+
+
+def test_chexpert_blank_path_is_named(tmp_path):
+    _write_images(tmp_path, n=3, suffix=".jpg")
+    csv = _write_csv(tmp_path, _CHEXPERT_HEADER + "img0.jpg,Male,40,1\n,Female,70,0\n"
+                     "  ,Male,50,0\nimg2.jpg,Male,60,1\n")
+    with pytest.raises(ValueError, match=r"Column 'Path' is blank in 2 row\(s\): rows 1, 2 "):
+        load_chexpert_style(csv, finding="Edema")
+
+
+def test_chexpert_blank_path_of_a_dropped_row_is_no_error(tmp_path):
+    _write_images(tmp_path, n=1, suffix=".jpg")
+    csv = _write_csv(tmp_path, _CHEXPERT_HEADER + "img0.jpg,Male,40,1\n,Unknown,70,0\n")
+    assert len(load_chexpert_style(csv, finding="Edema").images) == 1
+
+
+def test_chexpert_label_text_is_named_with_its_row(tmp_path):
+    _write_images(tmp_path, n=3, suffix=".jpg")
+    csv = _write_csv(tmp_path, _CHEXPERT_HEADER + "img0.jpg,Male,40,1\nimg1.jpg,Male,40,0\n"
+                     "img2.jpg,Female,70,yes\n")
+    with pytest.raises(ValueError, match=r"Column 'Edema' must hold 1, 0, -1 or blank; "
+                       r"got 'yes' in row 2 "):
+        load_chexpert_style(csv, finding="Edema")
+
+
+@pytest.mark.parametrize("loader", [load_chexpert_style, load_image_csv])
+def test_empty_csv_is_named(tmp_path, loader):
+    csv = _write_csv(tmp_path, "")
+    with pytest.raises(ValueError, match=r"table\.csv is empty: expected a header row with "
+                       r"the column\(s\) \["):
+        loader(csv)
+
+
+@pytest.mark.parametrize(
+    ("loader", "header"),
+    [(load_chexpert_style, "Path,Sex,Pleural Effusion\n"), (load_image_csv, "path,label,group\n")],
+)
+def test_csv_with_a_header_and_no_rows_is_refused(tmp_path, loader, header):
+    csv = _write_csv(tmp_path, header)
+    with pytest.raises(ValueError, match=r"table\.csv has a header but no rows"):
+        loader(csv)
+
+
+def test_chexpert_with_every_row_dropped_says_why(tmp_path):
+    _write_images(tmp_path, n=2, suffix=".jpg")
+    csv = _write_csv(tmp_path, "Path,Sex,Frontal/Lateral,Edema\nimg0.jpg,Unknown,Frontal,1\n"
+                     "img1.jpg,Male,frontal,0\n")
+    with pytest.raises(ValueError, match=r"No row of .*table\.csv is left \(of 2\): rows "
+                       r"with a blank or 'Unknown' 'Sex' and rows whose 'Frontal/Lateral' is "
+                       r"not 'Frontal' were dropped"):
+        load_chexpert_style(csv, finding="Edema", frontal_only=True)
+
+
+@pytest.mark.parametrize(
+    ("loader", "text"),
+    [(load_chexpert_style, "Path,Sex,Pleural Effusion\nimg0.png,Male,1\n"),
+     (load_image_csv, "path,label,group\nimg0.png,1,A\n")],
+)
+def test_image_root_that_is_not_a_directory_is_named(tmp_path, loader, text):
+    _write_images(tmp_path, n=1)
+    csv = _write_csv(tmp_path, text)
+    with pytest.raises(FileNotFoundError, match=r"image_root .*nowhere' is not an existing "
+                       r"directory"):
+        loader(csv, image_root=tmp_path / "nowhere")
+
+
+def test_generic_csv_blank_path_is_named(tmp_path):
+    _write_images(tmp_path, n=1)
+    csv = _write_csv(tmp_path, "file,label,group\nimg0.png,1,A\n,0,B\n")
+    with pytest.raises(ValueError, match=r"Column 'file' is blank in 1 row\(s\): row 1 "):
+        load_image_csv(csv, path_column="file")
+
+
+def test_generic_csv_missing_groups_are_named_with_their_rows(tmp_path):
+    _write_images(tmp_path, n=1)
+    csv = _write_csv(tmp_path, "path,label,group\nimg0.png,1,\nimg0.png,0,A\nimg0.png,0, \n")
+    with pytest.raises(ValueError, match=r"Column 'group' has 2 missing value\(s\): rows 0, 2 "):
+        load_image_csv(csv)
+
+
+def test_generic_csv_numeric_file_names_keep_their_leading_zeros(tmp_path):
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "007", format="PNG")
+    csv = _write_csv(tmp_path, "path,label,group\n007,1,A\n")
+    assert load_image_csv(csv, image_size=4).images.paths == [str(tmp_path / "007")]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, clone, is_classifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -90,11 +90,21 @@ def check_probe(sa_probe: Any) -> BaseEstimator:
     """The unfitted classifier used as probe: default, a scikit-learn one, or a module."""
     if sa_probe is None:
         return LogisticRegression(max_iter=1000)
+    if isinstance(sa_probe, type):
+        raise TypeError(
+            f"sa_probe must be an estimator instance, not the class {sa_probe.__name__}; "
+            f"pass {sa_probe.__name__}() (with its parameters)."
+        )
     if isinstance(sa_probe, torch.nn.Module):
         return TorchProbeClassifier(sa_probe)
     if isinstance(sa_probe, TorchProbeClassifier) or (
         hasattr(sa_probe, "fit") and hasattr(sa_probe, "get_params")
     ):
+        if not is_classifier(sa_probe):
+            raise TypeError(
+                f"sa_probe must be a classifier (it predicts the group); "
+                f"{type(sa_probe).__name__} is not one. Use e.g. LogisticRegression()."
+            )
         return sa_probe
     raise TypeError(
         "sa_probe must be None, a scikit-learn classifier exposing coef_ and intercept_ "
@@ -162,6 +172,8 @@ class TorchProbe:
 
     def logits(self, z: torch.Tensor, ycode: torch.Tensor) -> torch.Tensor:
         """``N×K`` logits of each sample under the probe of its class."""
+        if self.W.shape[-1] == 0:  # every class holds one group: constant logits, in z's graph
+            return self.b[ycode].to(z.dtype) + 0.0 * z.sum(dim=1, keepdim=True)
         out = torch.einsum("nkd,nd->nk", self.W[ycode], z) + self.b[ycode]
         for j, module in enumerate(self.modules):
             if module is None:

@@ -1,9 +1,13 @@
 """Synthetic shortcut images with their shortcut-free twins, and on-disk image loaders.
 
 :func:`make_spurious_images` draws medical-style images in which a group-linked
-shortcut (a corner marker or a global intensity change) is spuriously correlated with a
-faint disease lesion, and returns the *oracle* twin of every image: the same image with
-the shortcut removed, i.e. what a perfectly debiased input looks like.
+shortcut (a corner marker, burned-in text, a global contrast or brightness change, a
+scanner's texture) is spuriously correlated with a faint disease lesion, and returns
+the *oracle* twin of every image: the same image with the shortcut removed, i.e. what
+a perfectly debiased input looks like. Shortcuts come
+in two families: *localized* ones that a universal mask can blank (a corner marker, a
+burned-in text stripe) and *non-local* ones spread over every pixel (a contrast gain, a
+brightness offset, a scanner site's blur and noise).
 
 :func:`load_chexpert_style` and :func:`load_image_csv` read a CSV that lists image files
 and return a :class:`LazyImageArray`, which reads (and resizes) images from disk only
@@ -29,8 +33,12 @@ __all__ = [
     "make_spurious_images",
 ]
 
-_SHORTCUTS = ("marker", "contrast")
+_SHORTCUTS = ("marker", "contrast", "text", "intensity", "texture")
 _CHUNK = 512  # images generated at once
+# "text": glyphs of _GLYPH_ROWS x _GLYPH_COLS cells, one pixel per cell per 32 px of image
+_GLYPH_ROWS, _GLYPH_COLS = 5, 3
+_INTENSITY_SPAN = 0.2  # "intensity": offset of the extreme groups per unit strength
+_TEXTURE_NOISE = 0.2  # "texture": extra pixel-noise std of the last group per unit strength
 
 
 # --------------------------------------------------------------------------------------
@@ -59,6 +67,47 @@ def _interpolation_matrix(size: int, n_knots: int) -> np.ndarray:
     matrix[np.arange(size), left] = 1 - weight
     matrix[np.arange(size), left + 1] = weight
     return matrix
+
+
+def _graded_levels(n_groups: int) -> np.ndarray:
+    """Group grade :math:`u_a = a / (K - 1)`, from 0 (group 0) to 1 (the last group)."""
+    return np.linspace(0.0, 1.0, n_groups)
+
+
+def _text_layout(size: int) -> tuple[int, int]:
+    """Glyph cell side (pixels) and number of characters of the ``"text"`` stripe."""
+    cell = max(1, size // 32)
+    return cell, max(2, (size // 2) // ((_GLYPH_COLS + 1) * cell))
+
+
+def _text_mask(size: int, glyphs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Pixels lit by each image's pseudo-random characters, in a stripe near the bottom.
+
+    ``glyphs`` is a boolean (n, n_chars, rows, cols) array of lit cells, ``offsets`` the
+    (n, 2) jitter of the stripe (up from the bottom edge, right from the left edge).
+    """
+    n, n_chars = glyphs.shape[:2]
+    cell, _ = _text_layout(size)
+    # one character = its cells and a blank column of cells as spacing
+    padded = np.concatenate([glyphs, np.zeros((n, n_chars, _GLYPH_ROWS, 1), bool)], axis=3)
+    stripe = padded.transpose(0, 2, 1, 3).reshape(n, _GLYPH_ROWS, -1)
+    stripe = stripe.repeat(cell, axis=1).repeat(cell, axis=2)
+    height, width = stripe.shape[1:]
+    mask = np.zeros((n, size, size), dtype=bool)
+    for i in range(n):
+        top = size - 1 - height - offsets[i, 0]
+        left = 1 + offsets[i, 1]
+        mask[i, top:top + height, left:left + width] = stripe[i]
+    return mask
+
+
+def _gaussian_blur_matrix(size: int, sigma: float) -> np.ndarray:
+    """Row-normalised Gaussian kernel as a (size, size) matrix; the identity for sigma 0."""
+    if sigma <= 0:
+        return np.eye(size)
+    offset = np.arange(size)[:, None] - np.arange(size)[None, :]
+    kernel = np.exp(-0.5 * (offset / sigma) ** 2) * (np.abs(offset) <= 4 * sigma)
+    return kernel / kernel.sum(axis=1, keepdims=True)  # renormalised at the border
 
 
 def make_spurious_images(
@@ -97,6 +146,25 @@ def make_spurious_images(
     * ``"contrast"``: a global intensity gain, the image times
       :math:`1 + \text{shortcut\_strength} \cdot s_a` with :math:`s_a` evenly spaced in
       [-0.5, 0.5] (a non-local shortcut, like scanner-dependent windowing).
+    * ``"text"``: a burned-in text stripe (a localized shortcut, like a hospital's
+      annotation). Each image gets its own pseudo-random "characters": blocks of 5 x 3
+      cells, each lit with probability 1/2, of ``max(1, image_size // 32)`` pixels per
+      cell and one blank column between characters, spanning about half the width, in
+      a stripe near the bottom-left edge that jitters by up to ``image_size // 16``
+      pixels up and ``image_size // 8`` pixels right. The lit pixels get
+      :math:`\text{shortcut\_strength} \cdot u_a` added, with the grade
+      :math:`u_a = a / (K - 1)`: group 0 carries no text, the last group the brightest.
+    * ``"intensity"``: a global brightness offset (non-local, like a scanner's
+      calibration), :math:`x + 0.2 \cdot \text{shortcut\_strength} \cdot t_a` with
+      :math:`t_a` evenly spaced in [-1, 1].
+    * ``"texture"``: a scanner-site texture (non-local): the clean image is blurred by
+      a Gaussian of standard deviation
+      :math:`\sigma_a = \text{shortcut\_strength} \cdot u_a \cdot \text{image\_size} / 16`
+      pixels and gets extra Gaussian pixel noise of standard deviation
+      :math:`0.2 \cdot \text{shortcut\_strength} \cdot u_a`: group 0 is the sharp site,
+      the last group the blurriest and noisiest.
+
+    Every shortcut is applied to the clean layer and the result clipped to [0, 1].
 
     Groups are uniform. The label depends on the group: with :math:`t_a` evenly spaced
     in [-1, 1] over the groups,
@@ -110,7 +178,8 @@ def make_spurious_images(
     The random draws are ordered so that the same ``random_state`` gives the same
     groups, backgrounds, organs, lesion positions and noise whatever the shortcut,
     its strength or the correlation: ``oracle_images`` then agree across such calls
-    wherever ``y`` does.
+    wherever ``y`` does. The shortcut's own draws (marker jitter, text, extra noise)
+    come from a separate stream.
 
     Parameters
     ----------
@@ -125,14 +194,19 @@ def make_spurious_images(
         Number of sensitive groups K.
     correlation : float, default=0.8
         Group-label correlation in [-1, 1], as defined above.
-    shortcut : {"marker", "contrast"}, default="marker"
-        Kind of group shortcut.
+    shortcut : {"marker", "contrast", "text", "intensity", "texture"}, default="marker"
+        Kind of group shortcut: localized (``"marker"``, ``"text"``) or non-local
+        (``"contrast"``, ``"intensity"``, ``"texture"``), as defined above.
     shortcut_strength : float, default=0.5
-        Marker brightness added, or gain spread for ``"contrast"``; in [0, 1].
+        Scale of the shortcut, in [0, 1]: marker or text brightness added, gain spread
+        for ``"contrast"``, offset spread for ``"intensity"``, blur and extra noise for
+        ``"texture"``. 0 makes ``images`` equal ``oracle_images``.
     marker_size : int, default=None
-        Side of the marker square in pixels; ``None`` means ``max(2, image_size // 8)``.
+        Side of the marker square in pixels (``"marker"`` only); ``None`` means
+        ``max(2, image_size // 8)``.
     marker_jitter : int, default=0
-        Maximum random shift of the marker, in pixels, along each axis.
+        Maximum random shift of the marker, in pixels, along each axis (``"marker"``
+        only; the text stripe always jitters).
     disease_strength : float, default=0.3
         Peak intensity of the lesion in positive images.
     noise_std : float, default=0.05
@@ -152,8 +226,9 @@ def make_spurious_images(
         sensitive : ndarray of shape (n_samples,)
             Group (int64 in ``0..n_groups-1``).
         shortcut_mask : ndarray of shape (n_samples, image_size, image_size)
-            True where the shortcut touches the image (the marker square, or every
-            pixel for ``"contrast"``); ``images`` equal ``oracle_images`` elsewhere.
+            True where the shortcut touches the image (the marker square, the lit
+            text pixels, or every pixel for the non-local kinds); ``images`` equal
+            ``oracle_images`` elsewhere.
         DESCR : str
             Description of the generating process and its parameters.
 
@@ -207,6 +282,14 @@ def make_spurious_images(
     )
     knots = rng.standard_normal((n, 4, 4))
     jitter = shortcut_rng.randint(marker_jitter + 1, size=(n, 2))
+    grade = _graded_levels(n_groups)
+    if shortcut == "text":
+        _, n_chars = _text_layout(size)
+        glyphs = shortcut_rng.uniform(size=(n, n_chars, _GLYPH_ROWS, _GLYPH_COLS)) < 0.5
+        text_offsets = np.column_stack([shortcut_rng.randint(size // 16 + 1, size=n),
+                                        shortcut_rng.randint(size // 8 + 1, size=n)])
+    elif shortcut == "texture":
+        blurs = [_gaussian_blur_matrix(size, shortcut_strength * u * size / 16) for u in grade]
 
     interp = _interpolation_matrix(size, 4)
     grid = np.arange(size, dtype=np.float64)
@@ -243,10 +326,27 @@ def make_spurious_images(
             )
             level = shortcut_strength * (1 + a // 4) / math.ceil(n_groups / 4)
             shifted = clean + mask * level[:, None, None]
-        else:
+        elif shortcut == "contrast":
             mask = np.ones(clean.shape, dtype=bool)
             gain = 1 + shortcut_strength * np.linspace(-0.5, 0.5, n_groups)[a]
             shifted = clean * gain[:, None, None]
+        elif shortcut == "text":
+            mask = _text_mask(size, glyphs[part], text_offsets[part])
+            mask &= (grade[a] > 0)[:, None, None]  # group 0 carries no text
+            shifted = clean + mask * (shortcut_strength * grade[a])[:, None, None]
+        elif shortcut == "intensity":
+            mask = np.ones(clean.shape, dtype=bool)
+            offset = _INTENSITY_SPAN * shortcut_strength * tilt[a]
+            shifted = clean + offset[:, None, None]
+        else:  # texture
+            mask = np.ones(clean.shape, dtype=bool)
+            shifted = np.empty_like(clean)
+            for group in np.unique(a):
+                chosen = a == group
+                blur = blurs[group]
+                shifted[chosen] = np.einsum("hi,nij,wj->nhw", blur, clean[chosen], blur)
+            extra = shortcut_rng.standard_normal(clean.shape)
+            shifted += extra * (_TEXTURE_NOISE * shortcut_strength * grade[a])[:, None, None]
         images[part] = np.clip(shifted, 0.0, 1.0)[:, None]
         oracle_images[part] = clean[:, None]
         shortcut_mask[part] = mask

@@ -135,7 +135,7 @@ def test_disease_is_learnable_from_oracle_images():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"shortcut": "text"}, "shortcut must be one of"),
+        ({"shortcut": "stripes"}, "shortcut must be one of"),
         ({"correlation": 1.5}, r"correlation must be a number in \[-1.0, 1.0\]"),
         ({"n_groups": 1}, "n_groups must be an integer >= 2"),
         ({"n_channels": 2}, "n_channels must be 1 or 3"),
@@ -425,3 +425,129 @@ def test_generic_csv_numeric_file_names_keep_their_leading_zeros(tmp_path):
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "007", format="PNG")
     csv = _write_csv(tmp_path, "path,label,group\n007,1,A\n")
     assert load_image_csv(csv, image_size=4).images.paths == [str(tmp_path / "007")]
+
+# make_spurious_images: shortcut kinds (text, intensity, texture) and pinned images
+# --------------------------------------------------------------------------------------
+
+_NEW_KINDS = ("text", "intensity", "texture")
+
+
+def _pixel_fingerprint(data):
+    """Float sums that move if any pixel, label, group or mask of a generated set moves."""
+    images = data.images.astype(np.float64)
+    weights = np.arange(images.size).reshape(images.shape) % 97
+    cols = np.arange(data.shortcut_mask.shape[-1])
+    return (images.sum(), (images * weights).sum(), data.oracle_images.astype(np.float64).sum(),
+            int(data.shortcut_mask.sum()), int((data.shortcut_mask * cols).sum()),
+            int(data.y.sum()), int((data.sensitive * np.arange(len(data.y))).sum()))
+
+
+@pytest.mark.parametrize(
+    ("shortcut", "expected"),
+    [
+        ("marker", (22659.17607355077, 1089025.942054051, 22147.176073129813, 1024, 11744,
+                    29, 1549)),
+        ("contrast", (21044.580077791703, 1011251.6759564725, 22147.176073129813, 65536,
+                      1015808, 29, 1549)),
+    ],
+)
+def test_marker_and_contrast_images_are_pinned_for_a_fixed_seed(shortcut, expected):
+    # pinned before the text, intensity and texture kinds were added
+    data = make_spurious_images(64, shortcut=shortcut, n_groups=3, marker_jitter=2,
+                                random_state=7)
+    got = _pixel_fingerprint(data)
+    assert got[:3] == pytest.approx(expected[:3], rel=1e-9)
+    assert got[3:] == expected[3:]
+
+
+@pytest.mark.parametrize("n_groups", [2, 3])
+@pytest.mark.parametrize("shortcut", _NEW_KINDS)
+def test_new_kinds_differ_from_oracle_only_inside_the_shortcut_mask(shortcut, n_groups):
+    data = make_spurious_images(80, shortcut=shortcut, n_groups=n_groups, random_state=0)
+    outside = np.broadcast_to(~data.shortcut_mask[:, None], data.images.shape)
+    np.testing.assert_array_equal(data.images[outside], data.oracle_images[outside])
+    changed = (data.images != data.oracle_images).any(axis=1)
+    assert changed.any()
+    assert (changed <= data.shortcut_mask).all()
+    if shortcut == "text":
+        assert 0 < data.shortcut_mask.mean() < 0.1  # localized
+    else:
+        assert data.shortcut_mask.all()  # non-local: every pixel
+
+
+@pytest.mark.parametrize("shortcut", _NEW_KINDS)
+def test_new_kinds_are_deterministic_and_keep_the_clean_layer(shortcut):
+    kwargs = {"n_samples": 40, "n_groups": 3, "random_state": 5}
+    first = make_spurious_images(shortcut=shortcut, **kwargs)
+    second = make_spurious_images(shortcut=shortcut, **kwargs)
+    for key in ("images", "oracle_images", "y", "sensitive", "shortcut_mask"):
+        np.testing.assert_array_equal(first[key], second[key])
+    marker = make_spurious_images(shortcut="marker", **kwargs)
+    np.testing.assert_array_equal(first.oracle_images, marker.oracle_images)
+    np.testing.assert_array_equal(first.y, marker.y)
+    other = make_spurious_images(shortcut=shortcut, **{**kwargs, "random_state": 6})
+    assert not np.array_equal(first.images, other.images)
+
+
+@pytest.mark.parametrize("shortcut", _NEW_KINDS)
+def test_new_kinds_at_zero_strength_are_the_oracle(shortcut):
+    data = make_spurious_images(30, shortcut=shortcut, shortcut_strength=0.0, random_state=0)
+    np.testing.assert_array_equal(data.images, data.oracle_images)
+
+
+def test_text_stripe_is_graded_by_group_and_jitters_near_the_bottom_edge():
+    data = make_spurious_images(300, shortcut="text", n_groups=3, shortcut_strength=0.6,
+                                noise_std=0.0, random_state=1)
+    lit = data.shortcut_mask.sum(axis=(1, 2))
+    assert (lit[data.sensitive == 0] == 0).all()  # group 0 carries no text
+    assert (lit[data.sensitive > 0] > 0).all()
+    rows = np.flatnonzero(data.shortcut_mask.any(axis=(0, 2)))
+    assert rows.min() >= 32 - 1 - 5 - 2 and rows.max() <= 30  # a stripe above the edge
+    added = (data.images - data.oracle_images)[:, 0]
+    unclipped = data.oracle_images[:, 0].max(axis=(1, 2)) < 0.4
+    for group, level in [(1, 0.3), (2, 0.6)]:
+        chosen = (data.sensitive == group) & unclipped
+        np.testing.assert_allclose(added[chosen][data.shortcut_mask[chosen]], level, atol=1e-6)
+    # the characters and their position change from image to image
+    marked = data.shortcut_mask[data.sensitive == 2]
+    assert len({m.tobytes() for m in marked}) == len(marked)
+    first_row = marked.any(axis=2).argmax(axis=1)
+    first_col = marked.any(axis=1).argmax(axis=1)
+    assert len(set(first_row)) > 1 and len(set(first_col)) > 1
+
+
+def test_intensity_offset_is_graded_by_group():
+    data = make_spurious_images(300, shortcut="intensity", n_groups=3, shortcut_strength=0.5,
+                                random_state=0)
+    shift = (data.images - data.oracle_images)[:, 0]
+    unclipped = (data.oracle_images[:, 0] > 0.15) & (data.oracle_images[:, 0] < 0.85)
+    for group, offset in [(0, -0.1), (1, 0.0), (2, 0.1)]:
+        chosen = data.sensitive == group
+        np.testing.assert_allclose(shift[chosen][unclipped[chosen]], offset, atol=1e-6)
+
+
+def test_texture_site_is_blurrier_and_noisier_by_group():
+    data = make_spurious_images(300, shortcut="texture", n_groups=3, shortcut_strength=0.5,
+                                random_state=0)
+    sharp = data.sensitive == 0
+    np.testing.assert_array_equal(data.images[sharp], data.oracle_images[sharp])
+    residual = (data.images - data.oracle_images).std(axis=(1, 2, 3))
+    spread = [residual[data.sensitive == g].mean() for g in range(3)]
+    assert spread[0] == 0 < spread[1] < spread[2]
+
+    # the blur removes the clean layer's fine detail: the part of the oracle's high-pass
+    # that survives in the image (the extra noise is independent of it) shrinks by group
+    def high_pass(x):
+        return x[..., 1:-1, 1:-1] - 0.25 * (x[..., :-2, 1:-1] + x[..., 2:, 1:-1]
+                                            + x[..., 1:-1, :-2] + x[..., 1:-1, 2:])
+
+    hp_image, hp_oracle = high_pass(data.images), high_pass(data.oracle_images)
+    kept = (hp_image * hp_oracle).sum(axis=(1, 2, 3)) / (hp_oracle**2).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(kept[sharp], 1.0)
+    kept_by_group = [kept[data.sensitive == g].mean() for g in (1, 2)]
+    assert 0.5 > kept_by_group[0] > kept_by_group[1]
+
+
+def test_unknown_shortcut_error_names_every_kind():
+    with pytest.raises(ValueError, match="'marker', 'contrast', 'text', 'intensity', 'texture'"):
+        make_spurious_images(10, shortcut="site")

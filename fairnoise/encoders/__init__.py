@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..edits import FittedEdit
+from ._pretrained import efficientnet_lite0
 from ._query import CallableEncoder, QueryBudgetExceeded, QueryError, QueryMeter
 from ._standin import make_standin_encoder
 from ._torch import TorchEncoder, _ModuleFunction
@@ -43,6 +44,7 @@ __all__ = [
     "TorchEncoder",
     "as_black_box",
     "check_encoder",
+    "efficientnet_lite0",
     "make_standin_encoder",
 ]
 

@@ -37,6 +37,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_array, check_random_state
 
+from ._groups import Groups, check_groups
+
 __all__ = [
     "FairnessReport",
     "auc_gap",
@@ -67,85 +69,6 @@ RandomState = int | np.random.RandomState | None
 # --------------------------------------------------------------------------------------
 # Validation at the edge
 # --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Groups:
-    """Integer group codes for each sample and the group labels they stand for."""
-
-    codes: np.ndarray
-    labels: pd.Index
-
-    @property
-    def n_groups(self) -> int:
-        return len(self.labels)
-
-    def members(self) -> list[np.ndarray]:
-        return [np.flatnonzero(self.codes == k) for k in range(self.n_groups)]
-
-
-def _sensitive_columns(sensitive_features, name: str) -> tuple[list[np.ndarray], list[str]]:
-    """Split ``sensitive_features`` into 1-D label columns and their names."""
-    if isinstance(sensitive_features, pd.DataFrame):
-        names = [str(column) for column in sensitive_features.columns]
-        return [sensitive_features[c].to_numpy() for c in sensitive_features.columns], names
-    if isinstance(sensitive_features, pd.Series):
-        label = sensitive_features.name
-        return [sensitive_features.to_numpy()], [
-            "sensitive_feature_0" if label is None else str(label)
-        ]
-    array = np.asarray(sensitive_features)
-    if array.ndim == 1:
-        return [array], ["sensitive_feature_0"]
-    if array.ndim == 2 and array.shape[1] >= 1:
-        return [array[:, j] for j in range(array.shape[1])], [
-            f"sensitive_feature_{j}" for j in range(array.shape[1])
-        ]
-    raise ValueError(
-        f"{name} must be 1-D (one label per sample) or 2-D (one column per sensitive "
-        f"feature); got an array of shape {array.shape}."
-    )
-
-
-def _check_groups(
-    sensitive_features,
-    n_samples: int,
-    *,
-    name: str = "sensitive_features",
-    against: str = "y_true",
-    min_groups: int = 2,
-) -> _Groups:
-    """Validate group labels and encode their (intersectional) groups, sorted."""
-    if sensitive_features is None:
-        raise ValueError(f"{name} is required; got None.")
-    columns, names = _sensitive_columns(sensitive_features, name)
-    length = len(columns[0])
-    if length != n_samples:
-        raise ValueError(
-            f"{name} has {length} samples but {against} has {n_samples}; they must have the "
-            "same length."
-        )
-    n_missing = int(sum(np.asarray(pd.isna(column)).sum() for column in columns))
-    if n_missing:
-        raise ValueError(
-            f"{name} contains {n_missing} missing value(s) (NaN/None); drop those samples or "
-            "give them an explicit group label."
-        )
-    if len(columns) == 1:
-        index = pd.Index(columns[0], name=names[0])
-    else:
-        index = pd.MultiIndex.from_arrays(columns, names=names)
-    codes, labels = pd.factorize(index, sort=True)
-    if len(columns) == 1:
-        labels = pd.Index(labels, name=names[0])
-    else:
-        labels = pd.MultiIndex.from_tuples(list(labels), names=names)
-    if len(labels) < min_groups:
-        raise ValueError(
-            f"{name} must contain at least {min_groups} groups to compare; got {len(labels)} "
-            f"({list(labels)})."
-        )
-    return _Groups(codes=np.asarray(codes, dtype=np.intp), labels=labels)
 
 
 def _check_1d(values, name: str, n_samples: int | None = None, against: str = "y_true"):
@@ -225,7 +148,7 @@ def _rate(num, den, zero_division, rate_name: str, condition: str, labels: pd.In
     return rate
 
 
-def _confusion_by_group(y_true, y_pred, groups: _Groups):
+def _confusion_by_group(y_true, y_pred, groups: Groups):
     """Per-group counts: samples, positives, true positives, predicted positives."""
     k = groups.n_groups
     n = np.bincount(groups.codes, minlength=k).astype(float)
@@ -285,7 +208,7 @@ def _binary_auc(y_true, y_score) -> float:
     return float((ranks[y_true == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _auc_by_group(y_true, y_score, groups: _Groups, warn: bool = True) -> np.ndarray:
+def _auc_by_group(y_true, y_score, groups: Groups, warn: bool = True) -> np.ndarray:
     aucs = np.array([_binary_auc(y_true[m], y_score[m]) for m in groups.members()])
     undefined = np.isnan(aucs)
     if warn and undefined.any():
@@ -306,7 +229,7 @@ def _auc_by_group(y_true, y_score, groups: _Groups, warn: bool = True) -> np.nda
 def _rate_inputs(y_true, y_pred, sensitive_features):
     y_true = _check_binary(y_true, "y_true")
     y_pred = _check_binary(y_pred, "y_pred", y_true.shape[0])
-    groups = _check_groups(sensitive_features, y_true.shape[0])
+    groups = check_groups(sensitive_features, y_true.shape[0], against="y_true")
     return y_true, y_pred, groups
 
 
@@ -636,7 +559,7 @@ def group_accuracy(
     """
     y_true = _check_1d(y_true, "y_true")
     y_pred = _check_1d(y_pred, "y_pred", y_true.shape[0])
-    groups = _check_groups(sensitive_features, y_true.shape[0], min_groups=1)
+    groups = check_groups(sensitive_features, y_true.shape[0], against="y_true", min_groups=1)
     correct = np.bincount(groups.codes, weights=y_true == y_pred, minlength=groups.n_groups)
     n = np.bincount(groups.codes, minlength=groups.n_groups)
     return pd.Series(correct / n, index=groups.labels, name="accuracy")
@@ -650,7 +573,8 @@ def group_accuracy(
 def _score_inputs(y_true, y_score, sensitive_features, min_groups=2):
     y_true = _check_binary(y_true, "y_true")
     y_score = _check_scores(y_score, "y_score", y_true.shape[0])
-    groups = _check_groups(sensitive_features, y_true.shape[0], min_groups=min_groups)
+    groups = check_groups(sensitive_features, y_true.shape[0], against="y_true",
+                          min_groups=min_groups)
     return y_true, y_score, groups
 
 
@@ -905,7 +829,7 @@ def leakage_auc(
     1.0
     """
     Z = check_array(Z, dtype=np.float64, input_name="Z")
-    groups = _check_groups(sensitive_features, Z.shape[0], against="Z")
+    groups = check_groups(sensitive_features, Z.shape[0], against="Z")
     if y is not None:
         y = _check_1d(y, "y", Z.shape[0], against="Z")
     if not (isinstance(test_size, numbers.Real) and 0 < test_size < 1):
@@ -932,7 +856,7 @@ def leakage_auc(
             raise ValueError("sensitive_features_test is required when Z_test is given.")
         if (y is None) != (y_test is None):
             raise ValueError("Pass y and y_test together (conditional leakage) or neither.")
-        test_groups = _check_groups(
+        test_groups = check_groups(
             sensitive_features_test,
             Z_te.shape[0],
             name="sensitive_features_test",
@@ -1223,7 +1147,7 @@ def fairness_report(
         boot = np.empty((n_boot, len(_SUMMARY_NAMES)))
         for b in range(n_boot):
             idx = np.concatenate([rng.choice(m, size=m.size, replace=True) for m in members])
-            resampled = _Groups(codes=groups.codes[idx], labels=groups.labels)
+            resampled = Groups(codes=groups.codes[idx], labels=groups.labels)
             boot_table = _by_group_table(
                 y_true[idx], y_score[idx], y_pred[idx], resampled, zero_division, warn=False
             )

@@ -208,12 +208,12 @@ def test_boolean_labels_are_accepted():
 
 
 def test_sensitive_features_length_mismatch_is_rejected():
-    with pytest.raises(ValueError, match="sensitive_features has 3 samples but y_true has 4"):
+    with pytest.raises(ValueError, match="sensitive_features has 3 entries but y_true has 4"):
         fm.equalized_odds_difference([0, 1, 0, 1], [0, 1, 1, 1], sensitive_features=[0, 1, 0])
 
 
 def test_missing_group_labels_are_rejected():
-    with pytest.raises(ValueError, match=r"sensitive_features contains 1 missing value"):
+    with pytest.raises(ValueError, match=r"sensitive_features contains missing values .* in 1 "):
         fm.demographic_parity_difference(
             [0, 1, 0, 1], [0, 1, 1, 1], sensitive_features=["a", None, "b", "b"]
         )
@@ -239,7 +239,7 @@ def test_non_finite_scores_are_rejected():
 
 
 def test_single_group_is_rejected_for_gaps():
-    with pytest.raises(ValueError, match="at least 2 groups"):
+    with pytest.raises(ValueError, match="single group .* needed to compare"):
         fm.demographic_parity_difference([0, 1], [0, 1], sensitive_features=["a", "a"])
 
 
@@ -390,12 +390,12 @@ def test_leakage_needs_two_groups_with_enough_samples():
     with pytest.warns(UserWarning, match="1 sample"):
         with pytest.raises(ValueError, match="at least two groups with two or more samples"):
             fm.leakage_auc(Z, [0, 0, 0, 0, 1])
-    with pytest.raises(ValueError, match="sensitive_features_test must contain at least 2 groups"):
+    with pytest.raises(ValueError, match="sensitive_features_test holds a single group"):
         fm.leakage_auc(Z, [0, 1, 0, 1, 0], Z_test=Z, sensitive_features_test=[1] * 5)
 
 
 def test_leakage_rejects_group_length_mismatch():
-    with pytest.raises(ValueError, match="sensitive_features has 3 samples but Z has 4"):
+    with pytest.raises(ValueError, match="sensitive_features has 3 entries but Z has 4 samples"):
         fm.leakage_auc(np.zeros((4, 2)), [0, 1, 0])
 
 

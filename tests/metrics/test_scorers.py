@@ -1,0 +1,124 @@
+"""fairnoise.metrics scorers: routed groups, thresholds, the combined utility scorer."""
+
+import pickle
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from fairnoise import metrics as fm
+
+
+def _scorer_data(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2, size=n)
+    X = rng.normal(size=(n, 4))
+    X[:, 1] += 1.5 * a
+    y = (X[:, 0] + 0.8 * a + rng.normal(scale=0.8, size=n) > 0.5).astype(int)
+    return X, y, a
+
+
+def test_fairness_scorer_thresholds_probabilities_and_negates_gap():
+    X, y, a = _scorer_data()
+    clf = LogisticRegression().fit(X, y)
+    pred = (clf.predict_proba(X)[:, 1] >= 0.3).astype(int)
+    scorer = fm.make_fairness_scorer(fm.equalized_odds_difference, threshold=0.3)
+    with sklearn.config_context(enable_metadata_routing=True):
+        value = scorer(clf, X, y, sensitive_features=a)
+    assert value == -fm.equalized_odds_difference(y, pred, sensitive_features=a)
+    assert repr(scorer) == (
+        "make_scorer(equalized_odds_difference, greater_is_better=False, "
+        "response_method='predict_proba', threshold=0.3)"
+    )
+
+
+def test_score_metric_scorer_gets_raw_probabilities():
+    X, y, a = _scorer_data()
+    clf = LogisticRegression().fit(X, y)
+    with sklearn.config_context(enable_metadata_routing=True):
+        value = fm.worst_group_auc_scorer(clf, X, y, sensitive_features=a)
+    assert value == fm.worst_group_auc(y, clf.predict_proba(X)[:, 1], sensitive_features=a)
+
+
+def test_predict_scorer_passes_labels_unchanged():
+    X, y, a = _scorer_data()
+    clf = LogisticRegression().fit(X, y)
+    scorer = fm.make_fairness_scorer(
+        fm.demographic_parity_difference, response_method="predict", threshold=None
+    )
+    with sklearn.config_context(enable_metadata_routing=True):
+        value = scorer(clf, X, y, sensitive_features=a)
+    assert value == -fm.demographic_parity_difference(y, clf.predict(X), sensitive_features=a)
+
+
+def test_utility_fairness_scorer_is_auc_minus_alpha_times_gap():
+    X, y, a = _scorer_data()
+    clf = LogisticRegression().fit(X, y)
+    proba = clf.predict_proba(X)[:, 1]
+    scorer = fm.make_utility_fairness_scorer(alpha=2.0, metric=fm.equal_opportunity_difference)
+    with sklearn.config_context(enable_metadata_routing=True):
+        value = scorer(clf, X, y, sensitive_features=a)
+    gap = fm.equal_opportunity_difference(y, (proba >= 0.5).astype(int), sensitive_features=a)
+    assert value == pytest.approx(roc_auc_score(y, proba) - 2.0 * gap, abs=1e-12)
+
+
+def test_scorers_route_sensitive_features_in_grid_search():
+    X, y, a = _scorer_data(n=400)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression())
+    scoring = {
+        "auc": "roc_auc",
+        "eod": fm.equalized_odds_scorer,
+        "eo": fm.equal_opportunity_scorer,
+        "worst_auc": fm.worst_group_auc_scorer,
+        "auc_gap": fm.auc_gap_scorer,
+        "utility": fm.make_utility_fairness_scorer(alpha=1.0),
+    }
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    grid = {"logisticregression__C": [0.01, 1.0]}
+    with sklearn.config_context(enable_metadata_routing=True):
+        search = GridSearchCV(pipe, grid, scoring=scoring, refit="utility", cv=cv)
+        search.fit(X, y, sensitive_features=a)
+    results = search.cv_results_
+    assert search.best_index_ == int(np.argmax(results["mean_test_utility"]))
+    assert (results["mean_test_eod"] <= 0).all() and (results["mean_test_worst_auc"] > 0.5).all()
+    # The routed groups are the fold's own: recompute split 0 of candidate 0 by hand.
+    train, test = next(cv.split(X, y))
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.01)).fit(X[train], y[train])
+    pred = (model.predict_proba(X[test])[:, 1] >= 0.5).astype(int)
+    expected = -fm.equalized_odds_difference(y[test], pred, sensitive_features=a[test])
+    assert results["split0_test_eod"][0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_scorer_without_routed_groups_explains_how_to_route_them():
+    X, y, _ = _scorer_data()
+    clf = LogisticRegression().fit(X, y)
+    with pytest.raises(ValueError, match="enable_metadata_routing=True"):
+        fm.equalized_odds_scorer(clf, X, y)
+
+
+def test_scorer_survives_pickling():
+    X, y, a = _scorer_data()
+    clf = LogisticRegression().fit(X, y)
+    scorer = pickle.loads(pickle.dumps(fm.make_utility_fairness_scorer(alpha=0.5)))
+    with sklearn.config_context(enable_metadata_routing=True):
+        assert np.isfinite(scorer(clf, X, y, sensitive_features=a))
+
+
+def test_scorer_factories_validate_arguments():
+    with pytest.raises(ValueError, match="threshold must be None with response_method='predict'"):
+        fm.make_fairness_scorer(fm.equalized_odds_difference, response_method="predict")
+    with pytest.raises(ValueError, match="response_method must be one of"):
+        fm.make_fairness_scorer(fm.equalized_odds_difference, response_method="proba")
+    with pytest.raises(TypeError, match="metric must be callable"):
+        fm.make_fairness_scorer("equalized_odds_difference")
+    with pytest.raises(ValueError, match="alpha must be a non-negative number"):
+        fm.make_utility_fairness_scorer(alpha=-1)
+    with pytest.raises(ValueError, match="threshold must be a number or None"):
+        fm.make_fairness_scorer(fm.equalized_odds_difference, threshold="high")
+    with pytest.raises(ValueError, match="AUC needs scores"):
+        fm.make_utility_fairness_scorer(response_method="predict")

@@ -17,7 +17,7 @@ leaves such groups out of the comparison instead.
 # One concern per private module: _validation (inputs), _aggregate (between-group
 # difference / ratio), _rates (per-group rates of predictions), _ranking (AUC),
 # _leakage (the probe and its split), _registry (the report's columns and summary
-# metrics), _report (FairnessReport, the bootstrap, Markdown), _scorers (scikit-learn
+# metrics), _report (FairnessReport and its bootstrap), _scorers (scikit-learn
 # scorers). Sensitive features are parsed by fairnoise._groups, shared with the
 # estimators.
 

@@ -5,7 +5,6 @@ Its columns and summary entries are those of :mod:`._registry`.
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 from dataclasses import dataclass
@@ -17,29 +16,10 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.utils import check_random_state
 
 from .._groups import Groups
+from .._markdown import markdown_table
 from ._ranking import binary_auc, score_inputs
 from ._registry import SUMMARY_METRICS, GroupStats, group_table, summary_values
 from ._validation import RandomState, ZeroDivision, check_threshold, check_zero_division
-
-
-def _format_value(value, digits: int) -> str:
-    if isinstance(value, numbers.Integral):
-        return str(value)
-    if isinstance(value, numbers.Real):
-        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
-    return str(value)
-
-
-def _markdown_table(frame: pd.DataFrame, digits: int) -> str:
-    index_names = [name if name is not None else "" for name in frame.index.names]
-    header = [*index_names, *map(str, frame.columns)]
-    rows = []
-    for label, row in zip(frame.index, frame.itertuples(index=False), strict=True):
-        label = label if isinstance(label, tuple) else (label,)
-        rows.append([*map(str, label), *(_format_value(v, digits) for v in row)])
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,7 +84,7 @@ class FairnessReport:
         if self.confidence_intervals is not None:
             summary = summary.join(self.confidence_intervals)
         summary.index.name = "metric"
-        return _markdown_table(self.by_group, digits) + "\n\n" + _markdown_table(summary, digits)
+        return markdown_table(self.by_group, digits) + "\n\n" + markdown_table(summary, digits)
 
 
 def _bootstrap(y_true, y_score, y_pred, groups: Groups, zero_division, n_boot: int,

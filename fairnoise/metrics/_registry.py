@@ -1,8 +1,9 @@
 """What a fairness report holds: its per-group columns and its summary metrics, one entry each.
 
 :func:`~fairnoise.metrics.fairness_report` builds its ``by_group`` table from
-:data:`GROUP_COLUMNS` and its ``summary`` from :data:`SUMMARY_METRICS`. Adding a metric
-to the report is one entry here.
+:data:`GROUP_COLUMNS` and its ``summary`` from :data:`SUMMARY_METRICS`;
+:mod:`fairnoise.plotting` takes its labels from both. Adding a metric to the report and
+its plots is one entry here.
 """
 
 from __future__ import annotations
@@ -128,3 +129,13 @@ def group_table(stats: GroupStats) -> pd.DataFrame:
 def summary_values(table: pd.DataFrame, overall: Mapping[str, float]) -> np.ndarray:
     """Every :data:`SUMMARY_METRICS` value, in registry order."""
     return np.array([m.compute(table, overall) for m in SUMMARY_METRICS])
+
+
+def summary_metric(name: str) -> SummaryMetric | None:
+    """The :data:`SUMMARY_METRICS` entry called ``name``, or None."""
+    return next((m for m in SUMMARY_METRICS if m.name == name), None)
+
+
+def group_column(name: str) -> GroupColumn | None:
+    """The :data:`GROUP_COLUMNS` entry called ``name``, or None."""
+    return next((c for c in GROUP_COLUMNS if c.name == name), None)

@@ -35,6 +35,7 @@ from ._rates import (
 )
 from ._report import FairnessReport, fairness_report
 from ._scorers import (
+    SensitiveFeaturesNotRoutedError,
     auc_gap_scorer,
     equal_opportunity_scorer,
     equalized_odds_scorer,
@@ -45,6 +46,7 @@ from ._scorers import (
 
 __all__ = [
     "FairnessReport",
+    "SensitiveFeaturesNotRoutedError",
     "auc_gap",
     "auc_gap_scorer",
     "demographic_parity_difference",

@@ -1,4 +1,11 @@
-"""Scorers for model selection: group metrics that receive ``sensitive_features`` by routing."""
+"""Scorers for model selection: group metrics that receive ``sensitive_features`` by routing.
+
+scikit-learn hands metadata to a scorer only through metadata routing; with routing off
+(or the groups not passed to ``fit``) the scorer gets no groups. It then raises
+:class:`SensitiveFeaturesNotRoutedError`, which scikit-learn's search and
+cross-validation let through whatever ``error_score`` is, instead of recording NaN
+scores and still choosing a model.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import numbers
 from collections.abc import Callable
 
 import numpy as np
-from sklearn import config_context
+from sklearn import config_context, get_config
 from sklearn.metrics import make_scorer
 
 from ._ranking import auc_gap, binary_auc, worst_group_auc
@@ -14,11 +21,53 @@ from ._rates import equal_opportunity_difference, equalized_odds_difference
 from ._validation import check_binary, check_scores, check_threshold
 
 _RESPONSE_METHODS = ("predict_proba", "decision_function", "predict")
-_ROUTING_HINT = (
-    "sensitive_features did not reach the scorer. Enable metadata routing "
-    "(sklearn.set_config(enable_metadata_routing=True)) and pass it to fit / "
-    "cross_validate, e.g. GridSearchCV(...).fit(X, y, sensitive_features=a)."
-)
+
+
+class SensitiveFeaturesNotRoutedError(BaseException):
+    """A fairness scorer was called without ``sensitive_features``.
+
+    scikit-learn's ``GridSearchCV``, ``cross_validate`` and friends catch every
+    :class:`Exception` a scorer raises and, unless ``error_score="raise"``, record the
+    score as ``error_score`` (NaN by default) with a "Scoring failed" warning, and still
+    choose ``best_params_``. A tuned model must not be chosen without its fairness
+    score, so this error derives from :class:`BaseException` (as ``SystemExit`` and
+    ``KeyboardInterrupt`` do) and stops the search at the first fold; its message says
+    how to route the groups. Catch it by name where needed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from fairnoise.metrics import SensitiveFeaturesNotRoutedError, equalized_odds_scorer
+    >>> X, y = np.arange(8.0).reshape(-1, 1), np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    >>> clf = LogisticRegression().fit(X, y)
+    >>> try:
+    ...     equalized_odds_scorer(clf, X, y)
+    ... except SensitiveFeaturesNotRoutedError as error:
+    ...     print(str(error).split(":")[0])
+    sensitive_features did not reach the scorer equalized_odds_difference
+    """
+
+
+def _not_routed(scorer_name: str) -> SensitiveFeaturesNotRoutedError:
+    if get_config()["enable_metadata_routing"]:
+        why = (
+            "metadata routing is on, but the groups did not come. Pass them to fit: "
+            "GridSearchCV(...).fit(X, y, sensitive_features=a), or cross_validate(..., "
+            "params={'sensitive_features': a}); and keep the scorer's request for them "
+            "(set_score_request replaces the whole request)"
+        )
+    else:
+        why = (
+            "scikit-learn passes it to scorers only through metadata routing, which is off. "
+            "Enable it with sklearn.set_config(enable_metadata_routing=True) and pass the "
+            "groups to fit: GridSearchCV(...).fit(X, y, sensitive_features=a), or "
+            "cross_validate(..., params={'sensitive_features': a})"
+        )
+    return SensitiveFeaturesNotRoutedError(
+        f"sensitive_features did not reach the scorer {scorer_name}: {why}. Called "
+        "directly, a scorer takes them as scorer(estimator, X, y, sensitive_features=a)."
+    )
 
 
 class _MetricOnResponse:
@@ -30,7 +79,7 @@ class _MetricOnResponse:
 
     def __call__(self, y_true, y_score, *, sensitive_features=None, threshold=None):
         if sensitive_features is None:
-            raise ValueError(_ROUTING_HINT)
+            raise _not_routed(self.__name__)
         if threshold is not None:
             y_score = (np.asarray(y_score) >= threshold).astype(np.int64)
         return self.metric(y_true, y_score, sensitive_features=sensitive_features)
@@ -45,7 +94,7 @@ class _UtilityMinusUnfairness:
 
     def __call__(self, y_true, y_score, *, sensitive_features=None, alpha, threshold):
         if sensitive_features is None:
-            raise ValueError(_ROUTING_HINT)
+            raise _not_routed(self.__name__)
         y_true = check_binary(y_true, "y_true")
         y_score = check_scores(y_score, "y_score", y_true.shape[0])
         y_pred = (y_score >= threshold).astype(np.int64)
@@ -78,7 +127,9 @@ def make_fairness_scorer(
     The scorer asks for ``sensitive_features`` through metadata routing, so with
     ``sklearn.set_config(enable_metadata_routing=True)`` it works in
     :class:`~sklearn.model_selection.GridSearchCV`, ``cross_validate`` and friends:
-    ``search.fit(X, y, sensitive_features=a)`` routes each fold's groups to it.
+    ``search.fit(X, y, sensitive_features=a)`` routes each fold's groups to it. Without
+    them it raises :class:`SensitiveFeaturesNotRoutedError`, which stops a search
+    whatever its ``error_score``.
 
     Parameters
     ----------

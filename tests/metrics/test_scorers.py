@@ -1,16 +1,18 @@
-"""fairnoise.metrics scorers: routed groups, thresholds, the combined utility scorer."""
+"""fairnoise.metrics scorers: routed groups, thresholds, and a loud failure without groups."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 import sklearn
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from fairnoise import DebiasedNoiseTransformer
 from fairnoise import metrics as fm
 
 
@@ -21,6 +23,16 @@ def _scorer_data(n=300, seed=0):
     X[:, 1] += 1.5 * a
     y = (X[:, 0] + 0.8 * a + rng.normal(scale=0.8, size=n) > 0.5).astype(int)
     return X, y, a
+
+
+class _CountingLogisticRegression(LogisticRegression):
+    """LogisticRegression that counts its fits (for how early a search stops)."""
+
+    fits = 0
+
+    def fit(self, X, y, sample_weight=None):
+        type(self).fits += 1
+        return super().fit(X, y, sample_weight=sample_weight)
 
 
 def test_fairness_scorer_thresholds_probabilities_and_negates_gap():
@@ -94,11 +106,55 @@ def test_scorers_route_sensitive_features_in_grid_search():
     assert results["split0_test_eod"][0] == pytest.approx(expected, abs=1e-12)
 
 
-def test_scorer_without_routed_groups_explains_how_to_route_them():
+@pytest.mark.parametrize("error_score", [np.nan, 0.0])
+@pytest.mark.parametrize("multimetric", [False, True], ids=["one scorer", "dict of scorers"])
+def test_search_without_routing_stops_at_the_first_score_whatever_error_score(error_score,
+                                                                              multimetric):
+    X, y, a = _scorer_data()
+    scoring = ({"auc": "roc_auc", "eod": fm.equalized_odds_scorer} if multimetric
+               else fm.equalized_odds_scorer)
+    search = GridSearchCV(_CountingLogisticRegression(), {"C": [0.01, 0.1, 1.0]}, cv=5,
+                          scoring=scoring, refit=False, error_score=error_score)
+    _CountingLogisticRegression.fits = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Scoring failed" warning either
+        with pytest.raises(fm.SensitiveFeaturesNotRoutedError,
+                           match=r"routing, which is off.*enable_metadata_routing=True"):
+            search.fit(X, y)
+    assert _CountingLogisticRegression.fits == 1
+    assert not hasattr(search, "best_params_")
+
+
+def test_debiasing_search_without_routing_fails_instead_of_scoring_nan():
+    # The case of the report: groups reach the edit by step name, never the scorer.
+    X, y, a = _scorer_data(n=200)
+    pipe = Pipeline([("noise", DebiasedNoiseTransformer(max_epochs=1, random_state=0)),
+                     ("clf", LogisticRegression())])
+    search = GridSearchCV(pipe, {"clf__C": [0.1, 1.0]}, cv=2, refit=False,
+                          scoring={"auc": "roc_auc", "eod": fm.equalized_odds_scorer})
+    with pytest.raises(fm.SensitiveFeaturesNotRoutedError, match="sensitive_features=a"):
+        search.fit(X, y, noise__sensitive_features=a)
+
+
+def test_search_with_routing_but_no_groups_says_to_pass_them():
+    X, y, _ = _scorer_data()
+    with sklearn.config_context(enable_metadata_routing=True):
+        with pytest.raises(fm.SensitiveFeaturesNotRoutedError, match="routing is on, but the "
+                                                                     "groups did not come"):
+            cross_validate(LogisticRegression(), X, y, scoring=fm.auc_gap_scorer, cv=2,
+                           error_score=np.nan)
+
+
+def test_scorer_called_directly_without_groups_raises_the_same_error():
     X, y, _ = _scorer_data()
     clf = LogisticRegression().fit(X, y)
-    with pytest.raises(ValueError, match="enable_metadata_routing=True"):
+    with pytest.raises(fm.SensitiveFeaturesNotRoutedError,
+                       match=r"scorer\(estimator, X, y, sensitive_features=a\)"):
         fm.equalized_odds_scorer(clf, X, y)
+
+
+def test_not_routed_error_is_not_an_exception_that_error_score_swallows():
+    assert not issubclass(fm.SensitiveFeaturesNotRoutedError, Exception)
 
 
 def test_scorer_survives_pickling():

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ._base import as_float_images
 from .edits import apply_numpy
-from .metrics._registry import group_column, summary_metric
+from .metrics._registry import group_column, rename_fairlearn_columns, summary_metric
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -277,14 +277,18 @@ def plot_edit_examples(
 
 
 def _by_group(report: Any, position: int) -> pd.DataFrame:
-    """The per-group table of a FairnessReport (or a DataFrame that already is one)."""
+    """The per-group table of a FairnessReport or a fairlearn MetricFrame (or a DataFrame
+    that already is one), its columns under the report's names."""
     table = getattr(report, "by_group", report)
+    if isinstance(table, pd.Series) and hasattr(report, "by_group"):  # a one-metric frame
+        table = table.to_frame(table.name)
     if not isinstance(table, pd.DataFrame):
         raise TypeError(
-            "plot_group_metrics takes fairnoise.metrics.fairness_report results (or their "
-            f"by_group DataFrames); argument {position} is a {type(report).__name__}."
+            "plot_group_metrics takes fairnoise.metrics.fairness_report results, fairlearn "
+            f"MetricFrames or their by_group DataFrames; argument {position} is a "
+            f"{type(report).__name__}."
         )
-    return table
+    return rename_fairlearn_columns(table)
 
 
 def _column_label(name: str) -> str:
@@ -307,10 +311,13 @@ def plot_group_metrics(
 
     Parameters
     ----------
-    before_report, after_report : FairnessReport or pandas.DataFrame
+    before_report, after_report : FairnessReport, MetricFrame or pandas.DataFrame
         Results of :func:`fairnoise.metrics.fairness_report` (or their ``by_group``
-        tables), e.g. of the plain classifier and of the debiased pipeline.
-    *more_reports : FairnessReport or pandas.DataFrame
+        tables), e.g. of the plain classifier and of the debiased pipeline. A fairlearn
+        ``MetricFrame`` works too: columns named after fairlearn's functions
+        (``true_positive_rate``, ``roc_auc_score``, ...) are read as the report's
+        (``tpr``, ``auc``, ...).
+    *more_reports : FairnessReport, MetricFrame or pandas.DataFrame
         Further reports to compare, e.g. another method or the oracle.
     labels : sequence of str, default=None
         One legend label per report; default ``("before", "after", "report 3", ...)``.

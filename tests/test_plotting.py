@@ -159,6 +159,22 @@ def test_plot_group_metrics_accepts_more_reports_and_tables(reports):
     assert [t.get_text() for t in fig.legends[0].texts] == ["before", "after", "report 3"]
 
 
+def test_plot_group_metrics_takes_a_fairlearn_metric_frame(reports):
+    before, after = reports
+    fig = plot_group_metrics(before.to_metric_frame(), after, metrics=["tpr"])
+    np.testing.assert_allclose([p.get_height() for p in fig.axes[0].patches][:2],
+                               before.by_group["tpr"])
+
+
+def test_plot_group_metrics_reads_columns_named_after_fairlearn_functions():
+    flm = pytest.importorskip("fairlearn.metrics")
+    y, p, g = [1, 1, 0, 1, 1, 0], [1, 1, 0, 1, 0, 1], ["a", "a", "a", "b", "b", "b"]
+    frames = [flm.MetricFrame(metrics={"true_positive_rate": flm.true_positive_rate},
+                              y_true=y, y_pred=p, sensitive_features=g)] * 2
+    fig = plot_group_metrics(*frames, metrics=["tpr"])
+    assert fig.axes[0].get_title() == "TPR (sensitivity)"
+
+
 def test_plot_group_metrics_rejects_an_unknown_metric(reports):
     with pytest.raises(ValueError, match="'precision' is not a column"):
         plot_group_metrics(*reports, metrics=["precision"])

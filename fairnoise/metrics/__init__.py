@@ -3,7 +3,8 @@
 Every group metric has the scikit-learn metric signature
 ``metric(y_true, y_pred_or_score, *, sensitive_features)`` and compares the groups with
 each other (*between groups*): a difference is the largest minus the smallest group
-value, a ratio the smallest over the largest, over all K >= 2 groups.
+value, a ratio the smallest over the largest, over all K >= 2 groups. Where fairlearn has
+the same metric it has the same name and value, and takes ``sample_weight`` as there.
 
 ``sensitive_features`` is a 1-D array-like of hashable group labels (strings, integers)
 or a 2-D array / :class:`pandas.DataFrame` whose columns are combined into
@@ -17,14 +18,15 @@ leaves such groups out of the comparison instead.
 # One concern per private module: _validation (inputs), _aggregate (between-group
 # difference / ratio), _rates (per-group rates of predictions), _ranking (AUC),
 # _leakage (the probe and its split), _registry (the report's columns and summary
-# metrics), _report (FairnessReport and its bootstrap), _scorers (scikit-learn
-# scorers). Sensitive features are parsed by fairnoise._groups, shared with the
-# estimators.
+# metrics, read by the report and fairnoise.plotting), _report (FairnessReport, the
+# bootstrap, MetricFrame conversion), _scorers (scikit-learn scorers). Sensitive
+# features are parsed by fairnoise._groups, shared with the estimators.
 
 from ._leakage import leakage_auc
 from ._ranking import auc_gap, group_auc, worst_group_auc
 from ._rates import (
     demographic_parity_difference,
+    demographic_parity_ratio,
     disparate_impact_distance,
     disparate_impact_ratio,
     equal_opportunity_difference,
@@ -50,6 +52,7 @@ __all__ = [
     "auc_gap",
     "auc_gap_scorer",
     "demographic_parity_difference",
+    "demographic_parity_ratio",
     "disparate_impact_distance",
     "disparate_impact_ratio",
     "equal_opportunity_difference",

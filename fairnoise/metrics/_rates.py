@@ -1,6 +1,7 @@
 """Per-group rates of hard predictions and the gaps and ratios between groups.
 
-Every rate is a ratio of per-group counts (:class:`Counts`).
+Every rate is a ratio of weighted per-group counts (:class:`Counts`); with unit weights
+(no ``sample_weight``) the counts are the plain numbers of samples.
 """
 
 from __future__ import annotations
@@ -19,29 +20,32 @@ from ._validation import (
     ZeroDivision,
     check_1d,
     check_binary,
+    check_sample_weight,
     check_zero_division,
 )
 
 
 @dataclass(frozen=True)
 class Counts:
-    """Counts per group, in code order."""
+    """Weighted counts per group, in code order."""
 
-    #: Samples in the group.
+    #: Weight of the group's samples.
     total: np.ndarray
-    #: Its positives (``y_true == 1``).
+    #: Weight of its positives (``y_true == 1``).
     pos: np.ndarray
-    #: Its true positives.
+    #: Weight of its true positives.
     tp: np.ndarray
-    #: Its predicted positives (``y_pred == 1``).
+    #: Weight of its predicted positives (``y_pred == 1``).
     pred_pos: np.ndarray
 
     @classmethod
-    def of(cls, y_true: np.ndarray, y_pred: np.ndarray, groups: Groups) -> Counts:
-        def total(w=None):
+    def of(cls, y_true: np.ndarray, y_pred: np.ndarray, groups: Groups,
+           weights: np.ndarray) -> Counts:
+        def total(w):
             return np.bincount(groups.codes, weights=w, minlength=groups.n_groups)
 
-        return cls(total().astype(float), total(y_true), total(y_true * y_pred), total(y_pred))
+        return cls(total(weights), total(weights * y_true), total(weights * y_true * y_pred),
+                   total(weights * y_pred))
 
 
 def rate(num, den, zero_division, rate_name: str, condition: str, labels: pd.Index):
@@ -79,11 +83,12 @@ def selection_rate(counts: Counts) -> np.ndarray:
     return counts.pred_pos / counts.total
 
 
-def _rate_inputs(y_true, y_pred, sensitive_features) -> tuple[Counts, Groups]:
+def _rate_inputs(y_true, y_pred, sensitive_features, sample_weight) -> tuple[Counts, Groups]:
     y_true = check_binary(y_true, "y_true")
     y_pred = check_binary(y_pred, "y_pred", y_true.shape[0])
     groups = check_groups(sensitive_features, y_true.shape[0], against="y_true")
-    return Counts.of(y_true, y_pred, groups), groups
+    weights = check_sample_weight(sample_weight, groups)
+    return Counts.of(y_true, y_pred, groups, weights), groups
 
 
 def equal_opportunity_difference(
@@ -92,6 +97,7 @@ def equal_opportunity_difference(
     *,
     sensitive_features: ArrayLike,
     zero_division: ZeroDivision = "warn",
+    sample_weight: ArrayLike | None = None,
 ) -> float:
     r"""Largest gap in true positive rate between groups.
 
@@ -100,7 +106,8 @@ def equal_opportunity_difference(
         \max_a \mathrm{TPR}_a - \min_a \mathrm{TPR}_a, \qquad
         \mathrm{TPR}_a = P(\hat y = 1 \mid Y = 1, A = a).
 
-    0 means every group's positives are detected equally often.
+    0 means every group's positives are detected equally often. Identical to
+    ``fairlearn.metrics.equal_opportunity_difference``.
 
     Parameters
     ----------
@@ -114,6 +121,8 @@ def equal_opportunity_difference(
         TPR of a group without positives: ``"warn"`` counts it as 0 and warns (what
         fairlearn and :func:`sklearn.metrics.recall_score` compute), a number sets it,
         ``np.nan`` leaves the group out of the comparison.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample in the rates; None weighs every sample 1.
 
     Returns
     -------
@@ -134,7 +143,7 @@ def equal_opportunity_difference(
     >>> equal_opportunity_difference(y_true, y_pred, sensitive_features=group)
     0.5
     """
-    counts, groups = _rate_inputs(y_true, y_pred, sensitive_features)
+    counts, groups = _rate_inputs(y_true, y_pred, sensitive_features, sample_weight)
     return difference(tpr(counts, groups.labels, zero_division))
 
 
@@ -144,6 +153,7 @@ def true_negative_rate_difference(
     *,
     sensitive_features: ArrayLike,
     zero_division: ZeroDivision = "warn",
+    sample_weight: ArrayLike | None = None,
 ) -> float:
     r"""Largest gap in true negative rate (specificity) between groups.
 
@@ -152,7 +162,8 @@ def true_negative_rate_difference(
         \max_a \mathrm{TNR}_a - \min_a \mathrm{TNR}_a, \qquad
         \mathrm{TNR}_a = P(\hat y = 0 \mid Y = 0, A = a).
 
-    It equals the false positive rate gap.
+    It equals the false positive rate gap. Identical to
+    ``fairlearn.metrics.true_negative_rate_difference``.
 
     Parameters
     ----------
@@ -164,6 +175,8 @@ def true_negative_rate_difference(
         Group label per sample; several columns form intersectional groups.
     zero_division : {"warn", 0.0, 1.0, np.nan}, default="warn"
         Rate of a group without negatives; see :func:`equal_opportunity_difference`.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample in the rates; None weighs every sample 1.
 
     Returns
     -------
@@ -179,7 +192,7 @@ def true_negative_rate_difference(
     >>> true_negative_rate_difference(y_true, y_pred, sensitive_features=group)
     0.5
     """
-    counts, groups = _rate_inputs(y_true, y_pred, sensitive_features)
+    counts, groups = _rate_inputs(y_true, y_pred, sensitive_features, sample_weight)
     return difference(1.0 - fpr(counts, groups.labels, zero_division))
 
 
@@ -189,6 +202,7 @@ def equalized_odds_difference(
     *,
     sensitive_features: ArrayLike,
     zero_division: ZeroDivision = "warn",
+    sample_weight: ArrayLike | None = None,
 ) -> float:
     r"""The larger of the true positive rate gap and the false positive rate gap.
 
@@ -210,6 +224,8 @@ def equalized_odds_difference(
     zero_division : {"warn", 0.0, 1.0, np.nan}, default="warn"
         Rates of groups without positives or negatives; see
         :func:`equal_opportunity_difference`.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample in the rates; None weighs every sample 1.
 
     Returns
     -------
@@ -225,7 +241,7 @@ def equalized_odds_difference(
     >>> equalized_odds_difference(y_true, y_pred, sensitive_features=group)
     1.0
     """
-    counts, groups = _rate_inputs(y_true, y_pred, sensitive_features)
+    counts, groups = _rate_inputs(y_true, y_pred, sensitive_features, sample_weight)
     tpr_gap = difference(tpr(counts, groups.labels, zero_division))
     fpr_gap = difference(fpr(counts, groups.labels, zero_division))
     return worst_case(tpr_gap, fpr_gap)
@@ -237,13 +253,15 @@ def equal_opportunity_ratio(
     *,
     sensitive_features: ArrayLike,
     zero_division: ZeroDivision = "warn",
+    sample_weight: ArrayLike | None = None,
 ) -> float:
     r"""Lowest over highest group true positive rate.
 
     .. math:: \min_a \mathrm{TPR}_a \,/\, \max_a \mathrm{TPR}_a
 
-    1 means equal opportunity. This is the quantity the DNE paper's reference code
-    reports as "DI"; the standard disparate impact (selection rates) is
+    1 means equal opportunity. Identical to
+    ``fairlearn.metrics.equal_opportunity_ratio``. This is the quantity the DNE paper's
+    reference code reports as "DI"; the standard disparate impact (selection rates) is
     :func:`disparate_impact_ratio`.
 
     Parameters
@@ -256,6 +274,8 @@ def equal_opportunity_ratio(
         Group label per sample; several columns form intersectional groups.
     zero_division : {"warn", 0.0, 1.0, np.nan}, default="warn"
         TPR of a group without positives; see :func:`equal_opportunity_difference`.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample in the rates; None weighs every sample 1.
 
     Returns
     -------
@@ -270,7 +290,7 @@ def equal_opportunity_ratio(
     >>> equal_opportunity_ratio(y_true, y_pred, sensitive_features=[0, 0, 0, 1, 1, 1])
     0.5
     """
-    counts, groups = _rate_inputs(y_true, y_pred, sensitive_features)
+    counts, groups = _rate_inputs(y_true, y_pred, sensitive_features, sample_weight)
     return ratio(tpr(counts, groups.labels, zero_division))
 
 
@@ -279,6 +299,7 @@ def demographic_parity_difference(
     y_pred: ArrayLike,
     *,
     sensitive_features: ArrayLike,
+    sample_weight: ArrayLike | None = None,
 ) -> float:
     r"""Largest gap in selection rate :math:`P(\hat y = 1 \mid A = a)` between groups.
 
@@ -294,6 +315,8 @@ def demographic_parity_difference(
         Predicted binary labels in {0, 1}.
     sensitive_features : array-like of shape (n_samples,) or (n_samples, n_features)
         Group label per sample; several columns form intersectional groups.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample in the rates; None weighs every sample 1.
 
     Returns
     -------
@@ -310,7 +333,7 @@ def demographic_parity_difference(
     >>> round(dpd, 3)
     0.333
     """
-    counts, _ = _rate_inputs(y_true, y_pred, sensitive_features)
+    counts, _ = _rate_inputs(y_true, y_pred, sensitive_features, sample_weight)
     return difference(selection_rate(counts))
 
 
@@ -319,13 +342,15 @@ def disparate_impact_ratio(
     y_pred: ArrayLike,
     *,
     sensitive_features: ArrayLike,
+    sample_weight: ArrayLike | None = None,
 ) -> float:
     r"""Lowest over highest group selection rate (disparate impact).
 
     .. math:: \min_a P(\hat y = 1 \mid A = a) \,/\, \max_a P(\hat y = 1 \mid A = a)
 
-    Identical to ``fairlearn.metrics.demographic_parity_ratio``; the "four-fifths rule"
-    flags values below 0.8. Not to be confused with the DNE reference code's "DI", which is
+    Identical to ``fairlearn.metrics.demographic_parity_ratio``, and available under
+    that name too (:func:`demographic_parity_ratio`); the "four-fifths rule" flags
+    values below 0.8. Not to be confused with the DNE reference code's "DI", which is
     :func:`equal_opportunity_ratio`.
 
     Parameters
@@ -336,6 +361,8 @@ def disparate_impact_ratio(
         Predicted binary labels in {0, 1}.
     sensitive_features : array-like of shape (n_samples,) or (n_samples, n_features)
         Group label per sample; several columns form intersectional groups.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample in the rates; None weighs every sample 1.
 
     Returns
     -------
@@ -344,6 +371,7 @@ def disparate_impact_ratio(
 
     See Also
     --------
+    demographic_parity_ratio : The same function under fairlearn's name.
     disparate_impact_distance : :math:`|1 - \mathrm{DI}|`.
 
     Examples
@@ -353,8 +381,50 @@ def disparate_impact_ratio(
     >>> disparate_impact_ratio([0] * 6, y_pred, sensitive_features=[0, 0, 0, 1, 1, 1])
     0.5
     """
-    counts, _ = _rate_inputs(y_true, y_pred, sensitive_features)
+    counts, _ = _rate_inputs(y_true, y_pred, sensitive_features, sample_weight)
     return ratio(selection_rate(counts))
+
+
+def demographic_parity_ratio(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    sensitive_features: ArrayLike,
+    sample_weight: ArrayLike | None = None,
+) -> float:
+    r"""Alias of :func:`disparate_impact_ratio` under fairlearn's name.
+
+    Lowest over highest group selection rate,
+    :math:`\min_a P(\hat y = 1 \mid A = a) \,/\, \max_a P(\hat y = 1 \mid A = a)`: the
+    same number as ``fairlearn.metrics.demographic_parity_ratio`` and as
+    :func:`disparate_impact_ratio`, which the report's summary lists it under.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True binary labels in {0, 1} (validated only).
+    y_pred : array-like of shape (n_samples,)
+        Predicted binary labels in {0, 1}.
+    sensitive_features : array-like of shape (n_samples,) or (n_samples, n_features)
+        Group label per sample; several columns form intersectional groups.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample in the rates; None weighs every sample 1.
+
+    Returns
+    -------
+    float
+        The ratio in [0, 1]; nan when no group is ever selected.
+
+    Examples
+    --------
+    >>> from fairnoise.metrics import demographic_parity_ratio
+    >>> y_pred = [1, 1, 0, 1, 0, 0]
+    >>> demographic_parity_ratio([0] * 6, y_pred, sensitive_features=[0, 0, 0, 1, 1, 1])
+    0.5
+    """
+    return disparate_impact_ratio(
+        y_true, y_pred, sensitive_features=sensitive_features, sample_weight=sample_weight
+    )
 
 
 def disparate_impact_distance(
@@ -362,6 +432,7 @@ def disparate_impact_distance(
     y_pred: ArrayLike,
     *,
     sensitive_features: ArrayLike,
+    sample_weight: ArrayLike | None = None,
 ) -> float:
     r"""Distance of the disparate impact ratio from parity, :math:`|1 - \mathrm{DI}|`.
 
@@ -375,6 +446,8 @@ def disparate_impact_distance(
         Predicted binary labels in {0, 1}.
     sensitive_features : array-like of shape (n_samples,) or (n_samples, n_features)
         Group label per sample; several columns form intersectional groups.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample in the rates; None weighs every sample 1.
 
     Returns
     -------
@@ -388,7 +461,9 @@ def disparate_impact_distance(
     >>> disparate_impact_distance([0] * 6, y_pred, sensitive_features=[0, 0, 0, 1, 1, 1])
     0.5
     """
-    return abs(1.0 - disparate_impact_ratio(y_true, y_pred, sensitive_features=sensitive_features))
+    return abs(1.0 - disparate_impact_ratio(
+        y_true, y_pred, sensitive_features=sensitive_features, sample_weight=sample_weight
+    ))
 
 
 def group_accuracy(
@@ -396,8 +471,12 @@ def group_accuracy(
     y_pred: ArrayLike,
     *,
     sensitive_features: ArrayLike,
+    sample_weight: ArrayLike | None = None,
 ) -> pd.Series:
     """Accuracy within each group.
+
+    The same numbers as ``MetricFrame(metrics=accuracy_score, ...).by_group`` in
+    fairlearn.
 
     Parameters
     ----------
@@ -407,6 +486,8 @@ def group_accuracy(
         Predicted labels.
     sensitive_features : array-like of shape (n_samples,) or (n_samples, n_features)
         Group label per sample; several columns form intersectional groups.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample; None weighs every sample 1.
 
     Returns
     -------
@@ -425,7 +506,9 @@ def group_accuracy(
     y_true = check_1d(y_true, "y_true")
     y_pred = check_1d(y_pred, "y_pred", y_true.shape[0])
     groups = check_groups(sensitive_features, y_true.shape[0], against="y_true", min_groups=1)
-    correct = np.bincount(groups.codes, weights=y_true == y_pred, minlength=groups.n_groups)
-    total = np.bincount(groups.codes, minlength=groups.n_groups)
+    weights = check_sample_weight(sample_weight, groups)
+    correct = np.bincount(groups.codes, weights=weights * (y_true == y_pred),
+                          minlength=groups.n_groups)
+    total = np.bincount(groups.codes, weights=weights, minlength=groups.n_groups)
     return pd.Series(correct / total, index=groups.labels, name="accuracy")
 

@@ -2,8 +2,9 @@
 
 :func:`~fairnoise.metrics.fairness_report` builds its ``by_group`` table from
 :data:`GROUP_COLUMNS` and its ``summary`` from :data:`SUMMARY_METRICS`;
-:mod:`fairnoise.plotting` takes its labels from both. Adding a metric to the report and
-its plots is one entry here.
+:mod:`fairnoise.plotting` takes its labels from both, and the conversion to and from
+fairlearn's ``MetricFrame`` the functions fairlearn computes each column with. Adding a
+metric to the report, its plots and its MetricFrame is one entry here.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ class GroupStats:
     """Per-group counts of one evaluation, each rate computed (and warned about) once."""
 
     def __init__(self, y_true: np.ndarray, y_score: np.ndarray, y_pred: np.ndarray,
-                 groups: Groups, zero_division: Any, warn: bool = True):
-        self.y_true, self.y_score, self.groups = y_true, y_score, groups
+                 groups: Groups, weights: np.ndarray, zero_division: Any, warn: bool = True):
+        self.y_true, self.y_score, self.groups, self.weights = y_true, y_score, groups, weights
         self.zero_division, self.warn = zero_division, warn
-        self.counts = Counts.of(y_true, y_pred, groups)
+        self.counts = Counts.of(y_true, y_pred, groups, weights)
 
     @cached_property
     def size(self) -> np.ndarray:
@@ -45,13 +46,19 @@ class GroupStats:
 
     @cached_property
     def auc(self) -> np.ndarray:
-        return auc_by_group(self.y_true, self.y_score, self.groups, warn=self.warn)
+        return auc_by_group(self.y_true, self.y_score, self.groups, self.weights, warn=self.warn)
 
 
 def _accuracy(s: GroupStats) -> np.ndarray:
     c = s.counts
     tn = (c.total - c.pos) - (c.pred_pos - c.tp)
     return (c.tp + tn) / c.total
+
+
+def prevalence(y_true: Any, y_pred: Any, *, sample_weight: Any = None) -> float:
+    """Share of positives in ``y_true`` (``y_pred`` unused): the MetricFrame form of the
+    ``prevalence`` column, which fairlearn has no function for."""
+    return float(np.average(np.asarray(y_true), weights=sample_weight))
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,18 @@ class GroupColumn:
     compute: Callable[[GroupStats], np.ndarray]
     #: True or False for a performance rate; None for a description of the group.
     greater_is_better: bool | None
+    #: ``"module:function"`` that computes the column from one group's samples as
+    #: ``MetricFrame`` calls it, ``f(y_true, y_pred[, sample_weight=])``.
+    metric_frame_function: str
+    #: Whether that function takes the scores (else predictions at the threshold).
+    on_scores: bool = False
+    #: Whether that function takes ``sample_weight``.
+    weighted: bool = True
+
+    @property
+    def function_name(self) -> str:
+        """Name of :attr:`metric_frame_function`, also accepted as a MetricFrame column."""
+        return self.metric_frame_function.rpartition(":")[2]
 
 
 @dataclass(frozen=True)
@@ -86,14 +105,20 @@ class SummaryMetric:
 
 
 GROUP_COLUMNS: tuple[GroupColumn, ...] = (
-    GroupColumn("n", "samples", lambda s: s.size, None),
-    GroupColumn("prevalence", "prevalence", lambda s: s.counts.pos / s.counts.total, None),
-    GroupColumn("auc", "AUC", lambda s: s.auc, True),
-    GroupColumn("tpr", "TPR (sensitivity)", lambda s: s.tpr, True),
-    GroupColumn("tnr", "TNR (specificity)", lambda s: 1.0 - s.fpr, True),
-    GroupColumn("fpr", "FPR", lambda s: s.fpr, False),
-    GroupColumn("selection_rate", "selection rate", lambda s: selection_rate(s.counts), None),
-    GroupColumn("accuracy", "accuracy", _accuracy, True),
+    GroupColumn("n", "samples", lambda s: s.size, None, "fairlearn.metrics:count",
+                weighted=False),
+    GroupColumn("prevalence", "prevalence", lambda s: s.counts.pos / s.counts.total, None,
+                "fairnoise.metrics._registry:prevalence"),
+    GroupColumn("auc", "AUC", lambda s: s.auc, True, "sklearn.metrics:roc_auc_score",
+                on_scores=True),
+    GroupColumn("tpr", "TPR (sensitivity)", lambda s: s.tpr, True,
+                "fairlearn.metrics:true_positive_rate"),
+    GroupColumn("tnr", "TNR (specificity)", lambda s: 1.0 - s.fpr, True,
+                "fairlearn.metrics:true_negative_rate"),
+    GroupColumn("fpr", "FPR", lambda s: s.fpr, False, "fairlearn.metrics:false_positive_rate"),
+    GroupColumn("selection_rate", "selection rate", lambda s: selection_rate(s.counts), None,
+                "fairlearn.metrics:selection_rate"),
+    GroupColumn("accuracy", "accuracy", _accuracy, True, "sklearn.metrics:accuracy_score"),
 )
 
 SUMMARY_METRICS: tuple[SummaryMetric, ...] = (
@@ -129,6 +154,13 @@ def group_table(stats: GroupStats) -> pd.DataFrame:
 def summary_values(table: pd.DataFrame, overall: Mapping[str, float]) -> np.ndarray:
     """Every :data:`SUMMARY_METRICS` value, in registry order."""
     return np.array([m.compute(table, overall) for m in SUMMARY_METRICS])
+
+
+def rename_fairlearn_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Columns named after their MetricFrame function (``true_positive_rate``) renamed to
+    the report's names (``tpr``); other columns as they are."""
+    names = {c.function_name: c.name for c in GROUP_COLUMNS if c.function_name != c.name}
+    return table.rename(columns={k: v for k, v in names.items() if v not in table.columns})
 
 
 def summary_metric(name: str) -> SummaryMetric | None:

@@ -16,9 +16,10 @@ import numpy as np
 from sklearn import config_context, get_config
 from sklearn.metrics import make_scorer
 
+from .._groups import check_groups
 from ._ranking import auc_gap, binary_auc, worst_group_auc
 from ._rates import equal_opportunity_difference, equalized_odds_difference
-from ._validation import check_binary, check_scores, check_threshold
+from ._validation import check_binary, check_sample_weight, check_scores, check_threshold
 
 _RESPONSE_METHODS = ("predict_proba", "decision_function", "predict")
 
@@ -55,7 +56,8 @@ def _not_routed(scorer_name: str) -> SensitiveFeaturesNotRoutedError:
             "metadata routing is on, but the groups did not come. Pass them to fit: "
             "GridSearchCV(...).fit(X, y, sensitive_features=a), or cross_validate(..., "
             "params={'sensitive_features': a}); and keep the scorer's request for them "
-            "(set_score_request replaces the whole request)"
+            "(set_score_request replaces the whole request, so weights are requested with "
+            "set_score_request(sensitive_features=True, sample_weight=True))"
         )
     else:
         why = (
@@ -77,12 +79,14 @@ class _MetricOnResponse:
         self.metric = metric
         self.__name__ = getattr(metric, "__name__", type(metric).__name__)
 
-    def __call__(self, y_true, y_score, *, sensitive_features=None, threshold=None):
+    def __call__(self, y_true, y_score, *, sensitive_features=None, threshold=None,
+                 sample_weight=None):
         if sensitive_features is None:
             raise _not_routed(self.__name__)
         if threshold is not None:
             y_score = (np.asarray(y_score) >= threshold).astype(np.int64)
-        return self.metric(y_true, y_score, sensitive_features=sensitive_features)
+        weight = {} if sample_weight is None else {"sample_weight": sample_weight}
+        return self.metric(y_true, y_score, sensitive_features=sensitive_features, **weight)
 
 
 class _UtilityMinusUnfairness:
@@ -92,14 +96,18 @@ class _UtilityMinusUnfairness:
         self.metric = metric
         self.__name__ = f"roc_auc_minus_alpha_{getattr(metric, '__name__', 'metric')}"
 
-    def __call__(self, y_true, y_score, *, sensitive_features=None, alpha, threshold):
+    def __call__(self, y_true, y_score, *, sensitive_features=None, alpha, threshold,
+                 sample_weight=None):
         if sensitive_features is None:
             raise _not_routed(self.__name__)
         y_true = check_binary(y_true, "y_true")
         y_score = check_scores(y_score, "y_score", y_true.shape[0])
+        groups = check_groups(sensitive_features, y_true.shape[0], against="y_true")
+        weights = check_sample_weight(sample_weight, groups)
         y_pred = (y_score >= threshold).astype(np.int64)
-        unfairness = self.metric(y_true, y_pred, sensitive_features=sensitive_features)
-        return binary_auc(y_true, y_score) - alpha * unfairness
+        weight = {} if sample_weight is None else {"sample_weight": sample_weight}
+        unfairness = self.metric(y_true, y_pred, sensitive_features=sensitive_features, **weight)
+        return binary_auc(y_true, y_score, weights) - alpha * unfairness
 
 
 def _request_sensitive_features(scorer):
@@ -129,13 +137,17 @@ def make_fairness_scorer(
     :class:`~sklearn.model_selection.GridSearchCV`, ``cross_validate`` and friends:
     ``search.fit(X, y, sensitive_features=a)`` routes each fold's groups to it. Without
     them it raises :class:`SensitiveFeaturesNotRoutedError`, which stops a search
-    whatever its ``error_score``.
+    whatever its ``error_score``. ``sample_weight`` reaches the metric when the scorer
+    requests it too: ``scorer.set_score_request(sensitive_features=True,
+    sample_weight=True)`` on a scorer of your own (the call replaces the whole request,
+    and the ready-made scorers are shared).
 
     Parameters
     ----------
     metric : callable
         ``metric(y_true, y_pred_or_score, *, sensitive_features) -> float``, e.g. any
-        metric of this module.
+        metric of this module; it must also take ``sample_weight=`` if weights are
+        routed to the scorer.
     greater_is_better : bool, default=False
         Whether higher metric values are better. When False (gaps) the scorer returns
         the negated metric, as scikit-learn's ``neg_*`` scorers do.

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._groups import Groups, plain
+
 ZeroDivision = str | float
 RandomState = int | np.random.RandomState | None
 
@@ -56,6 +58,30 @@ def check_scores(values: Any, name: str, n_samples: int) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values; scores must be finite.")
     return array
+
+
+def check_sample_weight(sample_weight: Any, groups: Groups) -> np.ndarray:
+    """Finite non-negative weights, one per sample, with positive total in every group.
+
+    ``None`` gives unit weights: every count is then the plain number of samples, so
+    weighted and unweighted results are the same numbers to the last bit.
+    """
+    if sample_weight is None:
+        return np.ones(groups.codes.shape[0])
+    weights = check_1d(sample_weight, "sample_weight", groups.codes.shape[0])
+    if weights.dtype.kind not in "biuf":
+        raise ValueError(f"sample_weight must be numeric; got dtype {weights.dtype}.")
+    weights = weights.astype(np.float64)
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError("sample_weight must be finite and non-negative.")
+    total = np.bincount(groups.codes, weights=weights, minlength=groups.n_groups)
+    if (total == 0).any():
+        empty = [plain(v) for v in groups.labels[total == 0]]
+        raise ValueError(
+            f"sample_weight is 0 for every sample of group(s) {empty}; such a group has no "
+            "rates. Drop its samples or give them positive weight."
+        )
+    return weights
 
 
 def check_zero_division(zero_division: Any) -> float | None:

@@ -38,6 +38,12 @@ def case(request):
 
 
 @pytest.fixture
+def weights():
+    """Sample weights for a case of 400 samples: whole numbers 0 to 3."""
+    return np.random.default_rng(11).integers(0, 4, size=400).astype(float)
+
+
+@pytest.fixture
 def make_case():
     """:func:`random_case`, for tests that need a given layout or size."""
     return random_case

@@ -9,6 +9,17 @@ from sklearn.exceptions import UndefinedMetricWarning
 
 from fairnoise import metrics as fm
 
+RATE_METRICS = [
+    fm.equal_opportunity_difference,
+    fm.true_negative_rate_difference,
+    fm.equalized_odds_difference,
+    fm.equal_opportunity_ratio,
+    fm.demographic_parity_difference,
+    fm.disparate_impact_ratio,
+    fm.demographic_parity_ratio,
+    fm.disparate_impact_distance,
+]
+
 # Group "a" has no positives; group "b": TPR 1/2, FPR 1/2.
 Y_NO_POS = np.array([0, 0, 0, 1, 1, 0, 0])
 P_NO_POS = np.array([1, 0, 0, 1, 0, 1, 0])
@@ -81,6 +92,14 @@ def test_disparate_impact_and_equal_opportunity_ratio_differ():
     assert fm.equal_opportunity_ratio(y, p, sensitive_features=g) == 0.5
 
 
+def test_demographic_parity_ratio_is_disparate_impact_ratio_under_fairlearns_name(make_case):
+    y_true, _, y_pred, sf = make_case("K3-strings")
+    assert fm.demographic_parity_ratio(y_true, y_pred, sensitive_features=sf) == (
+        fm.disparate_impact_ratio(y_true, y_pred, sensitive_features=sf)
+    )
+    assert "disparate_impact_ratio" in fm.demographic_parity_ratio.__doc__
+
+
 def test_boolean_labels_are_accepted():
     y = np.array([True, False, True, False])
     p = np.array([True, False, False, False])
@@ -92,3 +111,27 @@ def test_group_accuracy_allows_a_single_group_and_any_labels():
     pd.testing.assert_series_equal(
         acc, pd.Series([2 / 3], index=pd.Index(["g"], name="sensitive_feature_0"),
                        name="accuracy"))
+
+
+@pytest.mark.parametrize("metric", RATE_METRICS, ids=lambda m: m.__name__)
+def test_integer_sample_weight_equals_repeating_samples(metric, make_case):
+    y_true, _, y_pred, sf = make_case("K3-strings", n=120)
+    counts = np.random.default_rng(3).integers(1, 4, size=120)
+    weighted = metric(y_true, y_pred, sensitive_features=sf, sample_weight=counts)
+    repeated = metric(np.repeat(y_true, counts), np.repeat(y_pred, counts),
+                      sensitive_features=np.repeat(sf, counts))
+    assert weighted == pytest.approx(repeated, abs=1e-12)
+
+
+@pytest.mark.parametrize("metric", RATE_METRICS, ids=lambda m: m.__name__)
+def test_unit_sample_weight_gives_the_unweighted_value_exactly(metric, make_case):
+    y_true, _, y_pred, sf = make_case("dataframe")
+    assert metric(y_true, y_pred, sensitive_features=sf, sample_weight=np.ones(400)) == (
+        metric(y_true, y_pred, sensitive_features=sf)
+    )
+
+
+def test_group_accuracy_weights_samples():
+    acc = fm.group_accuracy([1, 0, 1, 1], [1, 1, 0, 1], sensitive_features=[0, 0, 1, 1],
+                            sample_weight=[3, 1, 1, 1])
+    assert acc.tolist() == [0.75, 0.5]

@@ -1,5 +1,7 @@
 """The registry is what the report holds: one entry per column and per summary metric."""
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -34,3 +36,9 @@ def test_every_summary_metric_reads_only_columns_of_the_table():
 def test_summary_metrics_with_a_function_are_named_after_it():
     functions = [m.name for m in SUMMARY_METRICS if m.name != "overall_auc"]
     assert all(name in fm.__all__ for name in functions)
+
+
+def test_every_column_names_a_function_metric_frame_can_call():
+    for column in GROUP_COLUMNS:
+        module, _, name = column.metric_frame_function.partition(":")
+        assert callable(getattr(importlib.import_module(module), name)), column.name

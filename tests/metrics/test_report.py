@@ -41,6 +41,19 @@ def test_report_table_and_summary_agree_with_the_metric_functions(make_case):
     assert report.confidence_intervals is None
 
 
+def test_weighted_report_agrees_with_the_weighted_metric_functions(make_case, weights):
+    y_true, y_score, y_pred, sf = make_case("dataframe")
+    report = fm.fairness_report(y_true, y_score, sensitive_features=sf, sample_weight=weights)
+    kw = {"sensitive_features": sf, "sample_weight": weights}
+    assert report.summary["equalized_odds_difference"] == pytest.approx(
+        fm.equalized_odds_difference(y_true, y_pred, **kw), abs=1e-12)
+    assert report.summary["worst_group_auc"] == pytest.approx(
+        fm.worst_group_auc(y_true, y_score, **kw), abs=1e-12)
+    assert report.summary["overall_auc"] == pytest.approx(
+        roc_auc_score(y_true, y_score, sample_weight=weights), abs=1e-12)
+    assert report.by_group["n"].sum() == len(y_true)  # n counts samples, not weight
+
+
 def test_report_bootstrap_intervals_are_deterministic_and_bracket_the_estimate(make_case):
     y_true, y_score, _, sf = make_case("K2", n=300)
     kwargs = {"sensitive_features": sf, "n_boot": 200, "random_state": 0}

@@ -8,7 +8,7 @@ import pytest
 import sklearn
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
+from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -104,6 +104,24 @@ def test_scorers_route_sensitive_features_in_grid_search():
     pred = (model.predict_proba(X[test])[:, 1] >= 0.5).astype(int)
     expected = -fm.equalized_odds_difference(y[test], pred, sensitive_features=a[test])
     assert results["split0_test_eod"][0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_scorer_weighs_samples_when_it_requests_sample_weight():
+    X, y, a = _scorer_data()
+    w = np.random.default_rng(1).integers(1, 4, size=len(y)).astype(float)
+    cv = KFold(2)
+    scorer = fm.make_fairness_scorer(fm.equalized_odds_difference)
+    with sklearn.config_context(enable_metadata_routing=True):
+        scorer.set_score_request(sensitive_features=True, sample_weight=True)
+        clf = LogisticRegression().set_fit_request(sample_weight=False)
+        scores = cross_validate(clf, X, y, scoring=scorer, cv=cv,
+                                params={"sensitive_features": a, "sample_weight": w})
+    train, test = next(cv.split(X))
+    proba = LogisticRegression().fit(X[train], y[train]).predict_proba(X[test])[:, 1]
+    pred = (proba >= 0.5).astype(int)
+    expected = fm.equalized_odds_difference(y[test], pred, sensitive_features=a[test],
+                                            sample_weight=w[test])
+    assert scores["test_score"][0] == pytest.approx(-expected, abs=1e-12)
 
 
 @pytest.mark.parametrize("error_score", [np.nan, 0.0])

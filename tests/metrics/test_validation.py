@@ -53,3 +53,19 @@ def test_invalid_zero_division_is_rejected():
         fm.equal_opportunity_difference(
             [0, 1, 0, 1], [0, 1, 1, 1], sensitive_features=[0, 0, 1, 1], zero_division=0.5
         )
+
+
+@pytest.mark.parametrize(
+    ("sample_weight", "message"),
+    [
+        ([1.0, 2.0, 1.0], "sample_weight has 3 samples but y_true has 4"),
+        ([1.0, -1.0, 1.0, 1.0], "sample_weight must be finite and non-negative"),
+        ([1.0, np.inf, 1.0, 1.0], "sample_weight must be finite and non-negative"),
+        (["a", "b", "c", "d"], "sample_weight must be numeric"),
+        ([0.0, 0.0, 1.0, 1.0], r"sample_weight is 0 for every sample of group\(s\) \[0\]"),
+    ],
+)
+def test_invalid_sample_weight_is_rejected(sample_weight, message):
+    with pytest.raises(ValueError, match=message):
+        fm.equal_opportunity_difference([0, 1, 0, 1], [0, 1, 1, 1], sensitive_features=[0, 0, 1, 1],
+                                        sample_weight=sample_weight)

@@ -292,7 +292,7 @@ def fairness_report(
     confidence_level: float = 0.95,
     zero_division: ZeroDivision = "warn",
     sample_weight: ArrayLike | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> FairnessReport:
     """Per-group performance and between-group fairness of a scoring classifier.
 
@@ -322,8 +322,9 @@ def fairness_report(
     sample_weight : array-like of shape (n_samples,), default=None
         Non-negative weight of each sample in every rate and AUC (``n`` stays the
         number of samples); None weighs every sample 1.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the bootstrap.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the bootstrap. The default makes the intervals reproducible, as the
+        default of :func:`leakage_auc` does its split; None draws fresh ones per call.
 
     Returns
     -------

@@ -256,13 +256,16 @@ response_method='predict_proba', alpha=0.5, threshold=0.5)
     return _request_sensitive_features(scorer)
 
 
-#: Negated :func:`equalized_odds_difference` of ``predict_proba >= 0.5``.
 equalized_odds_scorer = make_fairness_scorer(equalized_odds_difference)
-#: Negated :func:`equal_opportunity_difference` of ``predict_proba >= 0.5``.
+"""Negated :func:`equalized_odds_difference` of ``predict_proba >= 0.5``."""
+
 equal_opportunity_scorer = make_fairness_scorer(equal_opportunity_difference)
-#: :func:`worst_group_auc` of ``predict_proba`` (greater is better).
+"""Negated :func:`equal_opportunity_difference` of ``predict_proba >= 0.5``."""
+
 worst_group_auc_scorer = make_fairness_scorer(
     worst_group_auc, greater_is_better=True, threshold=None
 )
-#: Negated :func:`auc_gap` of ``predict_proba``.
+""":func:`worst_group_auc` of ``predict_proba`` (greater is better)."""
+
 auc_gap_scorer = make_fairness_scorer(auc_gap, threshold=None)
+"""Negated :func:`auc_gap` of ``predict_proba``."""

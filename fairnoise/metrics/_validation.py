@@ -38,7 +38,7 @@ def check_binary(values: Any, name: str, n_samples: int | None = None) -> np.nda
     array = check_1d(values, name, n_samples)
     if array.dtype.kind not in "biuf" or not np.isin(array, (0, 1)).all():
         found = pd.unique(array)
-        shown = ", ".join(repr(v) for v in found[:5]) + (", ..." if len(found) > 5 else "")
+        shown = ", ".join(repr(plain(v)) for v in found[:5]) + (", ..." if len(found) > 5 else "")
         hint = ""
         if name == "y_pred":
             hint = (

@@ -69,6 +69,13 @@ def test_report_bootstrap_intervals_are_deterministic_and_bracket_the_estimate(m
     assert (narrow.confidence_intervals["upper"] <= ci["upper"] + 1e-12).all()
 
 
+def test_report_intervals_are_reproducible_by_default_like_leakage(make_case):
+    y_true, y_score, _, sf = make_case("K2", n=200)
+    first = fm.fairness_report(y_true, y_score, sensitive_features=sf, n_boot=30)
+    second = fm.fairness_report(y_true, y_score, sensitive_features=sf, n_boot=30)
+    pd.testing.assert_frame_equal(first.confidence_intervals, second.confidence_intervals)
+
+
 def test_report_markdown_renders_intersectional_groups_and_intervals(make_case):
     y_true, y_score, _, sf = make_case("dataframe", n=200)
     report = fm.fairness_report(y_true, y_score, sensitive_features=sf, n_boot=20, random_state=0)

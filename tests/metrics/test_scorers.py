@@ -15,6 +15,9 @@ from sklearn.preprocessing import StandardScaler
 from fairnoise import DebiasedNoiseTransformer
 from fairnoise import metrics as fm
 
+READY_MADE = [fm.equalized_odds_scorer, fm.equal_opportunity_scorer, fm.worst_group_auc_scorer,
+              fm.auc_gap_scorer]
+
 
 def _scorer_data(n=300, seed=0):
     rng = np.random.default_rng(seed)
@@ -77,6 +80,12 @@ def test_utility_fairness_scorer_is_auc_minus_alpha_times_gap():
         value = scorer(clf, X, y, sensitive_features=a)
     gap = fm.equal_opportunity_difference(y, (proba >= 0.5).astype(int), sensitive_features=a)
     assert value == pytest.approx(roc_auc_score(y, proba) - 2.0 * gap, abs=1e-12)
+
+
+@pytest.mark.parametrize("scorer", [*READY_MADE, fm.make_utility_fairness_scorer(),
+                                    fm.make_fairness_scorer(fm.demographic_parity_ratio)])
+def test_scorers_request_sensitive_features_through_routing(scorer):
+    assert scorer.get_metadata_routing().score.requests == {"sensitive_features": True}
 
 
 def test_scorers_route_sensitive_features_in_grid_search():

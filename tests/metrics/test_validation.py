@@ -20,9 +20,12 @@ def test_missing_group_labels_are_rejected():
         fm.group_auc([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.4], sensitive_features=[0, np.nan, 1, 1])
 
 
-def test_non_binary_y_true_is_rejected():
-    with pytest.raises(ValueError, match=r"y_true must contain binary labels 0/1; got values"):
-        fm.equal_opportunity_difference([0, 1, 2, 1], [0, 1, 1, 1], sensitive_features=[0, 0, 1, 1])
+def test_non_binary_y_true_is_rejected_naming_plain_values():
+    with pytest.raises(ValueError, match=r"y_true must contain binary labels 0/1; got values "
+                                         r"0, 1, 2\."):
+        fm.equal_opportunity_difference(
+            np.array([0, 1, 2, 1]), [0, 1, 1, 1], sensitive_features=[0, 0, 1, 1]
+        )
 
 
 def test_scores_passed_as_predictions_get_a_thresholding_hint():

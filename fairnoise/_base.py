@@ -24,6 +24,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._groups import encode_groups
 from ._inputs import chunk_rows, read_rows, validate_inputs
 from .edits import EDITS, FittedEdit, NoiseSpace, input_mean
 from .edits._file import save_edit
@@ -38,48 +39,6 @@ _NO_GROUPS_WARNING = (
     "fit(X, y, <step name>__sensitive_features=a); or with metadata routing on "
     "(sklearn.set_config(enable_metadata_routing=True)) as fit(X, y, sensitive_features=a)."
 )
-
-
-def encode_groups(sensitive_features: Any, n_samples: int,
-                  min_groups: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Codes ``0..K-1`` and the group labels; several columns form intersectional groups.
-
-    Returns ``(codes, classes)`` where ``classes`` is a 1-D array of labels, or of tuples
-    (one entry per column) when ``sensitive_features`` has several columns.
-    """
-    if isinstance(sensitive_features, (pd.DataFrame, pd.Series)):
-        values = sensitive_features.to_numpy()
-    elif isinstance(sensitive_features, torch.Tensor):
-        values = sensitive_features.detach().cpu().numpy()
-    else:
-        values = np.asarray(sensitive_features)
-    if values.ndim == 0 or values.ndim > 2:
-        raise ValueError(
-            "sensitive_features must be 1-D (one attribute) or 2-D (one column per "
-            f"attribute); got an array of shape {values.shape}."
-        )
-    if len(values) != n_samples:
-        raise ValueError(
-            f"sensitive_features has {len(values)} entries but X has {n_samples} samples; "
-            "they must be aligned row by row."
-        )
-    if pd.isna(pd.DataFrame(values.reshape(n_samples, -1))).to_numpy().any():
-        raise ValueError("sensitive_features contains missing values (NaN or None).")
-    if values.ndim == 2 and values.shape[1] > 1:
-        rows = [tuple(r) for r in values.tolist()]
-        keys = pd.Series(rows, dtype=object)
-        codes, uniques = pd.factorize(keys, sort=True)
-        classes = np.empty(len(uniques), dtype=object)
-        classes[:] = list(uniques)
-    else:
-        codes, classes = pd.factorize(pd.Series(values.ravel()), sort=True)
-        classes = np.asarray(classes)
-    if len(classes) < min_groups:
-        raise ValueError(
-            f"sensitive_features holds a single group ({classes[0]!r}); at least two groups "
-            "are needed to learn a debiasing edit."
-        )
-    return codes.astype(np.int64), classes
 
 
 def codes_in(labels: Any, classes: np.ndarray, name: str, n_samples: int) -> np.ndarray:

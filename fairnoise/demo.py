@@ -49,6 +49,7 @@ from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
 from . import __version__
+from ._markdown import markdown_table
 from .datasets import make_spurious_images
 from .dne import DebiasedNoiseTransformer
 from .encoders import TorchEncoder, make_standin_encoder
@@ -564,15 +565,9 @@ def _write_outputs(result: DemoResult, *, plots: bool,
     return files
 
 
-def _md_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    header = "| " + " | ".join([frame.index.name or "", *map(str, frame.columns)]) + " |"
-    rule = "|" + "---|" * (len(frame.columns) + 1)
-    body = []
-    for name, row in frame.iterrows():
-        cells = ["-" if pd.isna(v) else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
-                 for v in row]
-        body.append("| " + " | ".join([str(name), *cells]) + " |")
-    return "\n".join([header, rule, *body])
+def _md_table(frame: pd.DataFrame) -> str:
+    """A results table as Markdown, three decimals, missing values as dashes."""
+    return markdown_table(frame, digits=3, na_rep="-")
 
 
 def _markdown(result: DemoResult, figures: dict[str, Path]) -> str:

@@ -22,33 +22,13 @@ import numpy as np
 import pandas as pd
 
 from ._inputs import as_float_images
+from .metrics._registry import group_column, rename_fairlearn_columns, summary_metric
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["plot_edit_examples", "plot_group_metrics", "plot_noise", "plot_tradeoff"]
-
-#: Per-group metrics :func:`plot_group_metrics` knows how to label.
-_METRIC_LABELS = {
-    "auc": "AUC",
-    "tpr": "TPR (sensitivity)",
-    "tnr": "TNR (specificity)",
-    "fpr": "FPR",
-    "selection_rate": "selection rate",
-    "accuracy": "accuracy",
-    "prevalence": "prevalence",
-}
-
-_GAP_LABELS = {
-    "equalized_odds_difference": "equalized-odds gap",
-    "equal_opportunity_difference": "equal-opportunity gap (TPR gap)",
-    "true_negative_rate_difference": "TNR gap",
-    "demographic_parity_difference": "demographic-parity gap",
-    "disparate_impact_distance": "|1 - disparate impact|",
-    "auc_gap": "AUC gap",
-}
-
 
 def _pyplot() -> Any:
     """``matplotlib.pyplot``, or an ImportError that names the extra to install."""
@@ -296,14 +276,23 @@ def plot_edit_examples(
 
 
 def _by_group(report: Any, position: int) -> pd.DataFrame:
-    """The per-group table of a FairnessReport (or a DataFrame that already is one)."""
+    """The per-group table of a FairnessReport or a fairlearn MetricFrame (or a DataFrame
+    that already is one), its columns under the report's names."""
     table = getattr(report, "by_group", report)
+    if isinstance(table, pd.Series) and hasattr(report, "by_group"):  # a one-metric frame
+        table = table.to_frame(table.name)
     if not isinstance(table, pd.DataFrame):
         raise TypeError(
-            "plot_group_metrics takes fairnoise.metrics.fairness_report results (or their "
-            f"by_group DataFrames); argument {position} is a {type(report).__name__}."
+            "plot_group_metrics takes fairnoise.metrics.fairness_report results, fairlearn "
+            f"MetricFrames or their by_group DataFrames; argument {position} is a "
+            f"{type(report).__name__}."
         )
-    return table
+    return rename_fairlearn_columns(table)
+
+
+def _column_label(name: str) -> str:
+    column = group_column(name)
+    return name if column is None else column.label
 
 
 def plot_group_metrics(
@@ -321,10 +310,13 @@ def plot_group_metrics(
 
     Parameters
     ----------
-    before_report, after_report : FairnessReport or pandas.DataFrame
+    before_report, after_report : FairnessReport, MetricFrame or pandas.DataFrame
         Results of :func:`fairnoise.metrics.fairness_report` (or their ``by_group``
-        tables), e.g. of the plain classifier and of the debiased pipeline.
-    *more_reports : FairnessReport or pandas.DataFrame
+        tables), e.g. of the plain classifier and of the debiased pipeline. A fairlearn
+        ``MetricFrame`` works too: columns named after fairlearn's functions
+        (``true_positive_rate``, ``roc_auc_score``, ...) are read as the report's
+        (``tpr``, ``auc``, ...).
+    *more_reports : FairnessReport, MetricFrame or pandas.DataFrame
         Further reports to compare, e.g. another method or the oracle.
     labels : sequence of str, default=None
         One legend label per report; default ``("before", "after", "report 3", ...)``.
@@ -387,11 +379,11 @@ def plot_group_metrics(
             ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
         ax.set_xticks(x, [f"group {g}" for g in group_names])
         ax.set_ylim(bottom, 1.0 + 0.12 * (1.0 - bottom))
-        ax.set_title(_METRIC_LABELS.get(m, m))
+        ax.set_title(_column_label(m))
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
-    ylabel = ("value (higher is better)" if set(metrics) <= {"auc", "tpr", "tnr", "accuracy"}
-              else "value")
+    higher = all(getattr(group_column(m), "greater_is_better", None) is True for m in metrics)
+    ylabel = "value (higher is better)" if higher else "value"
     if bottom > 0:
         ylabel += f"\naxis starts at {bottom:.1f}"
     axes[0, 0].set_ylabel(ylabel)
@@ -497,7 +489,9 @@ def plot_tradeoff(
                 if isinstance(text, str) and text:
                     ax.annotate(text, (xi, yi), textcoords="offset points", xytext=(6, 4),
                                 fontsize=8, color=colour)
-    ax.set_xlabel(f"{_GAP_LABELS.get(gap, gap)} (lower is fairer)")
+    metric = summary_metric(gap)
+    direction = "higher" if metric is not None and metric.greater_is_better else "lower"
+    ax.set_xlabel(f"{gap if metric is None else metric.label} ({direction} is fairer)")
     ax.set_ylabel("task AUC (higher is better)")
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)

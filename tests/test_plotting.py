@@ -17,6 +17,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from fairnoise import DebiasedNoiseTransformer  # noqa: E402
 from fairnoise.metrics import fairness_report  # noqa: E402
+from fairnoise.metrics._registry import SUMMARY_METRICS  # noqa: E402
 from fairnoise.plotting import (  # noqa: E402
     plot_edit_examples,
     plot_group_metrics,
@@ -158,6 +159,22 @@ def test_plot_group_metrics_accepts_more_reports_and_tables(reports):
     assert [t.get_text() for t in fig.legends[0].texts] == ["before", "after", "report 3"]
 
 
+def test_plot_group_metrics_takes_a_fairlearn_metric_frame(reports):
+    before, after = reports
+    fig = plot_group_metrics(before.to_metric_frame(), after, metrics=["tpr"])
+    np.testing.assert_allclose([p.get_height() for p in fig.axes[0].patches][:2],
+                               before.by_group["tpr"])
+
+
+def test_plot_group_metrics_reads_columns_named_after_fairlearn_functions():
+    flm = pytest.importorskip("fairlearn.metrics")
+    y, p, g = [1, 1, 0, 1, 1, 0], [1, 1, 0, 1, 0, 1], ["a", "a", "a", "b", "b", "b"]
+    frames = [flm.MetricFrame(metrics={"true_positive_rate": flm.true_positive_rate},
+                              y_true=y, y_pred=p, sensitive_features=g)] * 2
+    fig = plot_group_metrics(*frames, metrics=["tpr"])
+    assert fig.axes[0].get_title() == "TPR (sensitivity)"
+
+
 def test_plot_group_metrics_rejects_an_unknown_metric(reports):
     with pytest.raises(ValueError, match="'precision' is not a column"):
         plot_group_metrics(*reports, metrics=["precision"])
@@ -199,6 +216,13 @@ def test_plot_tradeoff_takes_cv_results_style_columns_and_an_axes():
     cv = {"mean_test_auc": [0.9, 0.92], "eod": [0.1, 0.2], "param_C": [0.1, 1.0]}
     assert plot_tradeoff(cv, auc="mean_test_auc", gap="eod", ax=ax) is fig
     assert len(ax.get_lines()) == 1
+
+
+@pytest.mark.parametrize("metric", SUMMARY_METRICS, ids=lambda m: m.name)
+def test_plot_tradeoff_labels_every_report_summary_metric_with_its_direction(metric):
+    fig = plot_tradeoff({"auc": [0.9, 0.95], metric.name: [0.1, 0.2]}, gap=metric.name)
+    direction = "higher" if metric.greater_is_better else "lower"
+    assert fig.axes[0].get_xlabel() == f"{metric.label} ({direction} is fairer)"
 
 
 def test_plot_tradeoff_names_a_missing_column():

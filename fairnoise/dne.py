@@ -248,7 +248,8 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
             return loss(z, idx, theta)
 
         generator = torch.Generator().manual_seed(self._seed)
-        theta0 = torch.as_tensor(theta0 if theta0 is not None else space.init_param(),
+        # a writable copy: the fitted edit's arrays are read-only
+        theta0 = torch.as_tensor(np.array(theta0) if theta0 is not None else space.init_param(),
                                  device=device)
         project = lambda t: space.project(t, self.max_norm)  # noqa: E731
         kwargs = dict(batch_size=self.batch_size, learning_rate=self.learning_rate,

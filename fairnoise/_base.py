@@ -98,16 +98,26 @@ def codes_in(labels: Any, classes: np.ndarray, name: str, n_samples: int) -> np.
     return mapping[codes].astype(np.int64)
 
 
-def _check_y_classes(y: Any, n_samples: int, return_classes: bool = False) -> Any:
-    """Class codes of ``y`` for the class-conditional adversary."""
+def check_y(y: Any, n_samples: int) -> np.ndarray:
+    """``y`` as a 1-D array with one finite label per sample, whatever it is used for."""
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != n_samples:
         raise ValueError(
             f"y must be 1-D with one label per sample ({n_samples}); got shape {y.shape}."
         )
-    codes, classes = pd.factorize(pd.Series(y), sort=True)
-    if (codes < 0).any():
+    if np.issubdtype(y.dtype, np.number) and not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinity; every sample needs a finite label.")
+    if pd.isna(pd.Series(y)).any():
         raise ValueError("y contains missing values.")
+    return y
+
+
+def _check_y_classes(y: Any, n_samples: int, return_classes: bool = False) -> Any:
+    """Class codes of ``y`` for the class-conditional adversary."""
+    y = check_y(y, n_samples)
+    codes, classes = pd.factorize(pd.Series(y), sort=True)
     if len(classes) > max(20, n_samples // 10):
         raise ValueError(
             f"y has {len(classes)} distinct values; the class-conditional adversary needs "
@@ -116,6 +126,43 @@ def _check_y_classes(y: Any, n_samples: int, return_classes: bool = False) -> An
     if return_classes:
         return codes.astype(np.int64), np.asarray(classes)
     return codes.astype(np.int64)
+
+
+def check_index_aligned(labels: Any, name: str, index: pd.Index | None) -> None:
+    """Refuse a pandas ``labels`` whose index does not match the DataFrame ``X``'s.
+
+    scikit-learn pairs samples by position; a Series indexed differently from ``X`` (after
+    a ``reset_index``, a shuffle or a filter on one of them) would silently pair each
+    row with another row's label, the worst kind of error in a fairness tool.
+    """
+    if index is None or not isinstance(labels, (pd.Series, pd.DataFrame)):
+        return
+    if not labels.index.equals(index):
+        raise ValueError(
+            f"{name} is a pandas {type(labels).__name__} whose index does not match the "
+            "index of the DataFrame X, so its rows would be paired with X's by position, "
+            f"not by label. Align it first ({name}.loc[X.index], or reindex), or pass "
+            f"{name}.to_numpy() if the order is right."
+        )
+
+
+def _warn_single_sample_groups(codes: np.ndarray, classes: np.ndarray) -> None:
+    counts = np.bincount(codes, minlength=len(classes))
+    alone = [classes[k] for k in np.flatnonzero(counts == 1)]
+    if alone:
+        warnings.warn(
+            f"sensitive_features has {len(alone)} group(s) with a single sample "
+            f"({[_plain(g) for g in alone][:10]!r}): neither the probe nor the group's mean "
+            "embedding can be estimated from one sample, so the edit is not learned for "
+            "them in any meaningful way. Merge rare groups, or collect more samples.",
+            UserWarning, stacklevel=4)
+
+
+def _plain(label: Any) -> Any:
+    """A label as a plain Python value (``7``, not ``np.int64(7)``) for messages."""
+    if isinstance(label, tuple):
+        return tuple(_plain(v) for v in label)
+    return label.item() if isinstance(label, np.generic) else label
 
 
 class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
@@ -189,14 +236,19 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         return X
 
     def _warn_no_groups(self) -> None:
+        self.__dict__.pop("_X_index", None)  # no labels to align
         warnings.warn(_NO_GROUPS_WARNING.format(cls=type(self).__name__), UserWarning,
                       stacklevel=3)
 
     def _codes(self, sensitive_features: Any, y: Any, n_samples: int, *,
                reset: bool) -> tuple[np.ndarray, np.ndarray]:
         """Group and class codes; ``reset`` fixes the groups and classes, else they are known."""
+        index = self.__dict__.pop("_X_index", None)
+        check_index_aligned(sensitive_features, "sensitive_features", index)
+        check_index_aligned(y, "y", index)
         if reset:
             a, self.classes_sensitive_ = encode_groups(sensitive_features, n_samples)
+            _warn_single_sample_groups(a, self.classes_sensitive_)
         else:
             a = codes_in(sensitive_features, self.classes_sensitive_, "sensitive_features",
                          n_samples)
@@ -204,6 +256,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
 
     def _class_codes(self, y: Any, n_samples: int, *, reset: bool) -> np.ndarray:
         """Class codes of ``y`` for the conditional adversary (all zero when unused)."""
+        if y is not None:  # checked whatever it is used for: a wrong y is a wrong y
+            y = check_y(y, n_samples)
         if reset:
             self._y_classes = None
             if y is None or not self.conditional:
@@ -304,10 +358,20 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"max_norm bounds the additive noise; it has no meaning for edit={self.edit!r}."
             )
+        if self.edit == "additive" and len(shape) == 1:
+            warnings.warn(
+                "edit='additive' on feature vectors (encoder=None) adds the same vector to "
+                "every sample, which only moves a linear model's intercept: it cannot remove "
+                "linearly decodable information about sensitive_features. Use "
+                "edit='masked' in feature mode.", UserWarning, stacklevel=4)
         return NoiseSpace(tuple(shape), self.edit, res, self.channel_shared)
 
     def _validate_X(self, X: Any, *, reset: bool) -> Any:
-        """Validate inputs once, at the edge (see :func:`fairnoise._inputs.validate_inputs`)."""
+        """Validate inputs once, at the edge (see :func:`fairnoise._inputs.validate_inputs`).
+
+        A DataFrame's index is kept until :meth:`_codes` checks the labels against it.
+        """
+        self._X_index = X.index if isinstance(X, pd.DataFrame) else None
         return validate_inputs(self, X, reset=reset)
 
     # -- helpers used by the optimisers ----------------------------------------------------------
@@ -391,6 +455,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())  # a copy: object's is the live __dict__
         state.pop("_adversary", None)  # torch state, rebuilt by partial_fit when needed
+        state.pop("_X_index", None)  # only held between validation and the labels' check
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -418,7 +483,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             or ``edit(X)`` with the shape of ``X`` for ``output="images"``.
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
+        X = validate_inputs(self, X, reset=False)
         self._encoder = self._check_encoder()
         if self.output == "images":
             # written chunk by chunk into one array: peak memory is the output and a chunk
@@ -458,4 +523,6 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         return tags
 
 
-_INPUT_SCALING = "integer images are divided by their dtype's maximum; floats are used as given"
+_INPUT_SCALING = ("uint8 images are divided by 255 and uint16 images by 65535; floats are used "
+                  "as given")
+

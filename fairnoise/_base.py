@@ -400,15 +400,42 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             total += chunk.sum(axis=0, dtype=np.float64)
         return input_mean(total / len(X), self.input_shape_)
 
-    def _encoder_embed(self, Xb: np.ndarray, edit: FittedEdit | None = None) -> np.ndarray:
-        """``φ(edit(Xb))`` of one chunk (``φ(Xb)`` without an edit)."""
+    def _encoder_embed(self, Xb: np.ndarray, edit: FittedEdit | None = None,
+                       n_features: int | None = None) -> np.ndarray:
+        """``φ(edit(Xb))`` of one chunk (``φ(Xb)`` without an edit); ``n_features``, when
+        known, is the width the embeddings must have (a subclass may pass it on)."""
         if self._encoder is None:
             return Xb if edit is None else edit.apply(Xb)
         return self._encoder.embed(Xb, edit=edit)
 
-    def _embed(self, X: Any, edit: FittedEdit | None = None) -> np.ndarray:
-        """φ(edit(X)) chunk by chunk (φ(X) when ``edit`` is None)."""
-        return np.concatenate([self._encoder_embed(xb, edit) for xb in self._iter_chunks(X)])
+    def _embed(self, X: Any, edit: FittedEdit | None = None,
+               n_features: int | None = None) -> np.ndarray:
+        """φ(edit(X)) chunk by chunk (φ(X) when ``edit`` is None).
+
+        Every chunk must have the width of the first (or ``n_features``, the fitted
+        width): an encoder whose output width changes is refused by name.
+        """
+        out, width = [], n_features
+        for xb in self._iter_chunks(X):
+            Z = self._encoder_embed(xb, edit, width)
+            if width is not None and Z.shape[1] != width:
+                raise self._width_error(Z.shape[1], width, fitted=n_features is not None)
+            width = Z.shape[1]
+            out.append(Z)
+        return np.concatenate(out)
+
+    def _width_error(self, got: int, expected: int, *, fitted: bool) -> ValueError:
+        if fitted:
+            return ValueError(
+                f"the encoder returned embeddings of {got} features, but this "
+                f"{type(self).__name__} was fitted for {expected} (n_features_out_): it is "
+                "not the encoder the edit was learned for."
+            )
+        return ValueError(
+            f"the encoder {self._encoder!r} returned embeddings of {got} features, but "
+            f"{expected} on an earlier call: an encoder must return the same number of "
+            "features for every input."
+        )
 
     def __sklearn_clone__(self) -> BaseNoiseTransformer:
         """Clone parameters as scikit-learn does, but share the frozen encoder.
@@ -495,14 +522,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                 out[start : start + len(edited)] = edited
                 start += len(edited)
             return out
-        Z = self._embed(X, self.edit_)
-        if Z.shape[1] != self.n_features_out_:
-            raise ValueError(
-                f"the encoder returned embeddings of {Z.shape[1]} features, but this "
-                f"{type(self).__name__} was fitted for {self.n_features_out_} "
-                "(n_features_out_): it is not the encoder the edit was learned for."
-            )
-        return Z
+        return self._embed(X, self.edit_, n_features=self.n_features_out_)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Output feature names: the input names in feature mode, else ``<class>0..``."""

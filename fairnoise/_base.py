@@ -10,6 +10,7 @@ names. Inputs are validated in :mod:`fairnoise._inputs`.
 from __future__ import annotations
 
 import copy
+import copyreg
 import numbers
 import warnings
 from abc import abstractmethod
@@ -485,6 +486,32 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         state.pop("_X_index", None)  # only held between validation and the labels' check
         return state
 
+    def __reduce_ex__(self, protocol: int) -> tuple:
+        # pickle and copy call __reduce_ex__; what object's would do, without going through
+        # __reduce__ below (object.__reduce_ex__ calls an overridden __reduce__)
+        if protocol < 2:
+            return copyreg._reduce_ex(self, protocol)
+        return copyreg.__newobj__, (type(self),), self.__getstate__(), None, None
+
+    def __reduce__(self) -> tuple:
+        """What skops reads: refuse torch state with a message, rather than torch's error.
+
+        skops calls ``__reduce__`` directly (pickle and :mod:`copy` call
+        :meth:`__reduce_ex__`), so this is where a transformer holding a torch encoder or
+        probe, which skops cannot store, says what to do instead.
+        """
+        holders = [k for k, v in self.__getstate__().items() if _holds_torch(v)]
+        holders = [k for k in holders if not k.startswith("_")] or holders
+        if holders:
+            raise TypeError(
+                f"skops cannot store this {type(self).__name__}: {', '.join(holders)} "
+                "holds torch modules or tensors, which skops does not persist. Ship the "
+                "learned edit with export_noise(path) (arrays and JSON only; load it with "
+                "load_noise(path, encoder=model)) and the model through your model "
+                "registry, or pickle the whole transformer if you trust the file."
+            )
+        return self.__reduce_ex__(2)
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "noise_param_" in state and "edit_" not in state:  # pickled by fairnoise 0.1
             state = dict(state)
@@ -546,3 +573,16 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
 _INPUT_SCALING = ("uint8 images are divided by 255 and uint16 images by 65535; floats are used "
                   "as given")
 
+
+def _holds_torch(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` holds a torch module or tensor (in containers or attributes)."""
+    if isinstance(value, (torch.Tensor, torch.nn.Module)):
+        return True
+    if depth >= 6 or isinstance(value, (str, bytes, np.ndarray, numbers.Number, type)):
+        return False
+    if isinstance(value, dict):
+        return any(_holds_torch(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple, set)):
+        return any(_holds_torch(v, depth + 1) for v in value)
+    attrs = getattr(value, "__dict__", None)
+    return isinstance(attrs, dict) and _holds_torch(attrs, depth + 1)

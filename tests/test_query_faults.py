@@ -101,7 +101,7 @@ def test_each_kind_of_malformed_response_is_retried_and_counted(kind):
 
 @pytest.mark.parametrize(("kind", "match"), [
     ("nan", "NaN or infinite"), ("short", "returned 63 embeddings for a batch of 64"),
-    ("wide", "65 features, but 64"), ("complex", "complex"), ("text", "numeric"),
+    ("wide", "65 features where 64 were expected"), ("complex", "complex"), ("text", "numeric"),
     ("ragged", "not an array"),
 ])
 def test_exhausted_retries_raise_a_malformed_response_error_naming_the_problem(kind, match):
@@ -281,9 +281,16 @@ class Narrowing(torch.nn.Module):
 
 def test_an_encoder_changing_width_is_refused_by_name_in_gezo():
     with pytest.raises(MalformedResponseError, match=r"TorchEncoder\(Narrowing.*returned "
-                                                     r"embeddings of 5 features, but 64"):
+                                                     r"embeddings of 5 features where 64"):
         GeZONoiseTransformer(Narrowing(), **BLACK, max_retries=0).fit(
             X, Y, sensitive_features=A)
+
+
+def test_transform_through_another_encoder_is_refused_with_both_widths():
+    t = gezo(max_epochs=1).fit(X, Y, sensitive_features=A)
+    t.encoder.fn = lambda batch: embed(batch)[:, :5]  # not the encoder the edit was learned for
+    with pytest.raises(ValueError, match="5 features where 64 were expected"):
+        t.transform(X)
 
 
 def test_a_gezo_api_returning_complex_numbers_names_the_encoder_output():

@@ -32,8 +32,9 @@ def check_embeddings(Z: Any, n_rows: int, who: str, n_features: int | None = Non
         )
     if n_features is not None and Z.shape[1] != n_features:
         raise ValueError(
-            f"{who} returned embeddings of {Z.shape[1]} features, but {n_features} on "
-            "earlier calls: an encoder must return the same number of features every time."
+            f"{who} returned embeddings of {Z.shape[1]} features where {n_features} were "
+            "expected (the width of its earlier responses): an encoder must return the same "
+            "number of features every time."
         )
     if np.iscomplexobj(Z):
         raise ValueError(f"{who} returned complex embeddings (dtype {Z.dtype}); they must "

@@ -316,6 +316,7 @@ def test_a_huge_step_size_says_the_edit_overflowed(features, encoder):
     assert np.isfinite(t.edit_.param).all()  # the last finite edit is kept
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_an_edit_that_is_not_finite_is_never_sent():
     api = FaultyAPI()
     t = gezo(api, edit="additive", step_size=1e39)  # inf in float32

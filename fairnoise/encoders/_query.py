@@ -142,13 +142,12 @@ class QueryMeter:
                 )
             self._in_flight += n
 
-    def settle(self, n: int, *, sent: bool, attempted: bool = True) -> None:
-        """Release a reservation of ``n`` images; ``sent``: the call returned well-formed
-        embeddings; ``attempted``: the call was made at all."""
+    def settle(self, n: int, *, sent: bool) -> None:
+        """Release a reservation of ``n`` images after the call was made; ``sent``: it
+        returned well-formed embeddings (the images count as spent, not only attempted)."""
         with self._lock:
             self._in_flight -= n
-            if attempted:
-                self.attempted += n
+            self.attempted += n
             if sent:
                 self.spent += n
 

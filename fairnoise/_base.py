@@ -10,6 +10,7 @@ names. Inputs are validated in :mod:`fairnoise._inputs`.
 from __future__ import annotations
 
 import copy
+import copyreg
 import numbers
 import warnings
 from abc import abstractmethod
@@ -57,16 +58,26 @@ def codes_in(labels: Any, classes: np.ndarray, name: str, n_samples: int) -> np.
     return mapping[codes].astype(np.int64)
 
 
-def _check_y_classes(y: Any, n_samples: int, return_classes: bool = False) -> Any:
-    """Class codes of ``y`` for the class-conditional adversary."""
+def check_y(y: Any, n_samples: int) -> np.ndarray:
+    """``y`` as a 1-D array with one finite label per sample, whatever it is used for."""
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != n_samples:
         raise ValueError(
             f"y must be 1-D with one label per sample ({n_samples}); got shape {y.shape}."
         )
-    codes, classes = pd.factorize(pd.Series(y), sort=True)
-    if (codes < 0).any():
+    if np.issubdtype(y.dtype, np.number) and not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinity; every sample needs a finite label.")
+    if pd.isna(pd.Series(y)).any():
         raise ValueError("y contains missing values.")
+    return y
+
+
+def _check_y_classes(y: Any, n_samples: int, return_classes: bool = False) -> Any:
+    """Class codes of ``y`` for the class-conditional adversary."""
+    y = check_y(y, n_samples)
+    codes, classes = pd.factorize(pd.Series(y), sort=True)
     if len(classes) > max(20, n_samples // 10):
         raise ValueError(
             f"y has {len(classes)} distinct values; the class-conditional adversary needs "
@@ -75,6 +86,43 @@ def _check_y_classes(y: Any, n_samples: int, return_classes: bool = False) -> An
     if return_classes:
         return codes.astype(np.int64), np.asarray(classes)
     return codes.astype(np.int64)
+
+
+def check_index_aligned(labels: Any, name: str, index: pd.Index | None) -> None:
+    """Refuse a pandas ``labels`` whose index does not match the DataFrame ``X``'s.
+
+    scikit-learn pairs samples by position; a Series indexed differently from ``X`` (after
+    a ``reset_index``, a shuffle or a filter on one of them) would silently pair each
+    row with another row's label, the worst kind of error in a fairness tool.
+    """
+    if index is None or not isinstance(labels, (pd.Series, pd.DataFrame)):
+        return
+    if not labels.index.equals(index):
+        raise ValueError(
+            f"{name} is a pandas {type(labels).__name__} whose index does not match the "
+            "index of the DataFrame X, so its rows would be paired with X's by position, "
+            f"not by label. Align it first ({name}.loc[X.index], or reindex), or pass "
+            f"{name}.to_numpy() if the order is right."
+        )
+
+
+def _warn_single_sample_groups(codes: np.ndarray, classes: np.ndarray) -> None:
+    counts = np.bincount(codes, minlength=len(classes))
+    alone = [classes[k] for k in np.flatnonzero(counts == 1)]
+    if alone:
+        warnings.warn(
+            f"sensitive_features has {len(alone)} group(s) with a single sample "
+            f"({[_plain(g) for g in alone][:10]!r}): neither the probe nor the group's mean "
+            "embedding can be estimated from one sample, so the edit is not learned for "
+            "them in any meaningful way. Merge rare groups, or collect more samples.",
+            UserWarning, stacklevel=4)
+
+
+def _plain(label: Any) -> Any:
+    """A label as a plain Python value (``7``, not ``np.int64(7)``) for messages."""
+    if isinstance(label, tuple):
+        return tuple(_plain(v) for v in label)
+    return label.item() if isinstance(label, np.generic) else label
 
 
 class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
@@ -148,14 +196,19 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         return X
 
     def _warn_no_groups(self) -> None:
+        self.__dict__.pop("_X_index", None)  # no labels to align
         warnings.warn(_NO_GROUPS_WARNING.format(cls=type(self).__name__), UserWarning,
                       stacklevel=3)
 
     def _codes(self, sensitive_features: Any, y: Any, n_samples: int, *,
                reset: bool) -> tuple[np.ndarray, np.ndarray]:
         """Group and class codes; ``reset`` fixes the groups and classes, else they are known."""
+        index = self.__dict__.pop("_X_index", None)
+        check_index_aligned(sensitive_features, "sensitive_features", index)
+        check_index_aligned(y, "y", index)
         if reset:
             a, self.classes_sensitive_ = encode_groups(sensitive_features, n_samples)
+            _warn_single_sample_groups(a, self.classes_sensitive_)
         else:
             a = codes_in(sensitive_features, self.classes_sensitive_, "sensitive_features",
                          n_samples)
@@ -163,6 +216,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
 
     def _class_codes(self, y: Any, n_samples: int, *, reset: bool) -> np.ndarray:
         """Class codes of ``y`` for the conditional adversary (all zero when unused)."""
+        if y is not None:  # checked whatever it is used for: a wrong y is a wrong y
+            y = check_y(y, n_samples)
         if reset:
             self._y_classes = None
             if y is None or not self.conditional:
@@ -263,10 +318,20 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"max_norm bounds the additive noise; it has no meaning for edit={self.edit!r}."
             )
+        if self.edit == "additive" and len(shape) == 1:
+            warnings.warn(
+                "edit='additive' on feature vectors (encoder=None) adds the same vector to "
+                "every sample, which only moves a linear model's intercept: it cannot remove "
+                "linearly decodable information about sensitive_features. Use "
+                "edit='masked' in feature mode.", UserWarning, stacklevel=4)
         return NoiseSpace(tuple(shape), self.edit, res, self.channel_shared)
 
     def _validate_X(self, X: Any, *, reset: bool) -> Any:
-        """Validate inputs once, at the edge (see :func:`fairnoise._inputs.validate_inputs`)."""
+        """Validate inputs once, at the edge (see :func:`fairnoise._inputs.validate_inputs`).
+
+        A DataFrame's index is kept until :meth:`_codes` checks the labels against it.
+        """
+        self._X_index = X.index if isinstance(X, pd.DataFrame) else None
         return validate_inputs(self, X, reset=reset)
 
     # -- helpers used by the optimisers ----------------------------------------------------------
@@ -295,15 +360,42 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             total += chunk.sum(axis=0, dtype=np.float64)
         return input_mean(total / len(X), self.input_shape_)
 
-    def _encoder_embed(self, Xb: np.ndarray, edit: FittedEdit | None = None) -> np.ndarray:
-        """``φ(edit(Xb))`` of one chunk (``φ(Xb)`` without an edit)."""
+    def _encoder_embed(self, Xb: np.ndarray, edit: FittedEdit | None = None,
+                       n_features: int | None = None) -> np.ndarray:
+        """``φ(edit(Xb))`` of one chunk (``φ(Xb)`` without an edit); ``n_features``, when
+        known, is the width the embeddings must have (a subclass may pass it on)."""
         if self._encoder is None:
             return Xb if edit is None else edit.apply(Xb)
         return self._encoder.embed(Xb, edit=edit)
 
-    def _embed(self, X: Any, edit: FittedEdit | None = None) -> np.ndarray:
-        """φ(edit(X)) chunk by chunk (φ(X) when ``edit`` is None)."""
-        return np.concatenate([self._encoder_embed(xb, edit) for xb in self._iter_chunks(X)])
+    def _embed(self, X: Any, edit: FittedEdit | None = None,
+               n_features: int | None = None) -> np.ndarray:
+        """φ(edit(X)) chunk by chunk (φ(X) when ``edit`` is None).
+
+        Every chunk must have the width of the first (or ``n_features``, the fitted
+        width): an encoder whose output width changes is refused by name.
+        """
+        out, width = [], n_features
+        for xb in self._iter_chunks(X):
+            Z = self._encoder_embed(xb, edit, width)
+            if width is not None and Z.shape[1] != width:
+                raise self._width_error(Z.shape[1], width, fitted=n_features is not None)
+            width = Z.shape[1]
+            out.append(Z)
+        return np.concatenate(out)
+
+    def _width_error(self, got: int, expected: int, *, fitted: bool) -> ValueError:
+        if fitted:
+            return ValueError(
+                f"the encoder returned embeddings of {got} features, but this "
+                f"{type(self).__name__} was fitted for {expected} (n_features_out_): it is "
+                "not the encoder the edit was learned for."
+            )
+        return ValueError(
+            f"the encoder {self._encoder!r} returned embeddings of {got} features, but "
+            f"{expected} on an earlier call: an encoder must return the same number of "
+            "features for every input."
+        )
 
     def __sklearn_clone__(self) -> BaseNoiseTransformer:
         """Clone parameters as scikit-learn does, but share the frozen encoder.
@@ -350,7 +442,34 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())  # a copy: object's is the live __dict__
         state.pop("_adversary", None)  # torch state, rebuilt by partial_fit when needed
+        state.pop("_X_index", None)  # only held between validation and the labels' check
         return state
+
+    def __reduce_ex__(self, protocol: int) -> tuple:
+        # pickle and copy call __reduce_ex__; what object's would do, without going through
+        # __reduce__ below (object.__reduce_ex__ calls an overridden __reduce__)
+        if protocol < 2:
+            return copyreg._reduce_ex(self, protocol)
+        return copyreg.__newobj__, (type(self),), self.__getstate__(), None, None
+
+    def __reduce__(self) -> tuple:
+        """What skops reads: refuse torch state with a message, rather than torch's error.
+
+        skops calls ``__reduce__`` directly (pickle and :mod:`copy` call
+        :meth:`__reduce_ex__`), so this is where a transformer holding a torch encoder or
+        probe, which skops cannot store, says what to do instead.
+        """
+        holders = [k for k, v in self.__getstate__().items() if _holds_torch(v)]
+        holders = [k for k in holders if not k.startswith("_")] or holders
+        if holders:
+            raise TypeError(
+                f"skops cannot store this {type(self).__name__}: {', '.join(holders)} "
+                "holds torch modules or tensors, which skops does not persist. Ship the "
+                "learned edit with export_noise(path) (arrays and JSON only; load it with "
+                "load_noise(path, encoder=model)) and the model through your model "
+                "registry, or pickle the whole transformer if you trust the file."
+            )
+        return self.__reduce_ex__(2)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "noise_param_" in state and "edit_" not in state:  # pickled by fairnoise 0.1
@@ -377,7 +496,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             or ``edit(X)`` with the shape of ``X`` for ``output="images"``.
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
+        X = validate_inputs(self, X, reset=False)
         self._encoder = self._check_encoder()
         if self.output == "images":
             # written chunk by chunk into one array: peak memory is the output and a chunk
@@ -389,14 +508,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                 out[start : start + len(edited)] = edited
                 start += len(edited)
             return out
-        Z = self._embed(X, self.edit_)
-        if Z.shape[1] != self.n_features_out_:
-            raise ValueError(
-                f"the encoder returned embeddings of {Z.shape[1]} features, but this "
-                f"{type(self).__name__} was fitted for {self.n_features_out_} "
-                "(n_features_out_): it is not the encoder the edit was learned for."
-            )
-        return Z
+        return self._embed(X, self.edit_, n_features=self.n_features_out_)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Output feature names: the input names in feature mode, else ``<class>0..``."""
@@ -417,4 +529,19 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         return tags
 
 
-_INPUT_SCALING = "integer images are divided by their dtype's maximum; floats are used as given"
+_INPUT_SCALING = ("uint8 images are divided by 255 and uint16 images by 65535; floats are used "
+                  "as given")
+
+
+def _holds_torch(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` holds a torch module or tensor (in containers or attributes)."""
+    if isinstance(value, (torch.Tensor, torch.nn.Module)):
+        return True
+    if depth >= 6 or isinstance(value, (str, bytes, np.ndarray, numbers.Number, type)):
+        return False
+    if isinstance(value, dict):
+        return any(_holds_torch(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple, set)):
+        return any(_holds_torch(v, depth + 1) for v in value)
+    attrs = getattr(value, "__dict__", None)
+    return isinstance(attrs, dict) and _holds_torch(attrs, depth + 1)

@@ -26,17 +26,49 @@ def chunk_rows(sample_shape: tuple[int, ...], at_least: int = 1) -> int:
     return max(at_least, _CHUNK_BYTES // max(per_row, 1))
 
 
-def as_float_images(batch: Any) -> np.ndarray:
-    """A batch of images as float32; integer images are divided by their dtype's maximum.
+#: the integer image types and what they are divided by: what the type can hold
+_INTEGER_IMAGE_TYPES = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
 
-    So ``uint8`` images (0–255) and ``uint16`` ones (0–65535) both arrive in [0, 1], the
-    range float images are expected in; float images pass unchanged. Put any further
-    normalisation (mean/std) into the encoder module. Non-finite values are rejected here,
-    where lazily read data is first seen.
+
+def check_image_dtype(dtype: Any) -> None:
+    """Refuse image dtypes that are not real, and integer types other than uint8/uint16.
+
+    A signed or wider integer type (``int64`` is what ``np.array(image) + 1`` gives) does
+    not say what range its pixels use: divided by its own maximum, 0–255 would arrive as
+    ~1e-17, and scaling by the data's own maximum would make ``transform`` of a batch
+    depend on the rest of the batch. So only the two types with an unambiguous range are
+    scaled; for any other the message says what to pass.
+    """
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        if dtype not in _INTEGER_IMAGE_TYPES:
+            raise TypeError(
+                f"X holds integer images of dtype {dtype}; only uint8 (0-255, divided by "
+                "255) and uint16 (0-65535, divided by 65535) images are scaled, because a "
+                "signed or wider integer type does not say what range its pixels use. Pass "
+                "X.astype(np.uint8) for values in 0-255 (X.to(torch.uint8) for a tensor), "
+                "X.astype(np.uint16) for 0-65535, or floats in [0, 1] (e.g. X / 255)."
+            )
+    elif not np.issubdtype(dtype, np.floating):
+        raise TypeError(f"X must hold real numbers; got dtype {dtype}.")
+
+
+def as_float_images(batch: Any) -> np.ndarray:
+    """A batch of images as float32; uint8 and uint16 images are scaled to [0, 1].
+
+    ``uint8`` images (0–255) are divided by 255 and ``uint16`` ones (0–65535) by 65535,
+    so both arrive in [0, 1], the range float images are expected in; float images pass
+    unchanged. Any other integer type (signed, or wider than 16 bits, such as the
+    ``int64`` that NumPy arithmetic on a PIL image gives) is refused with a ``TypeError``
+    that says what to pass: its range is not known, and guessing it from the data would
+    make the scaling of a batch depend on its contents. Put any further normalisation
+    (mean/std) into the encoder module. Non-finite values are rejected here, where
+    lazily read data is first seen.
     """
     batch = np.asarray(batch)
+    check_image_dtype(batch.dtype)
     if np.issubdtype(batch.dtype, np.integer):
-        return batch.astype(np.float32) / np.float32(np.iinfo(batch.dtype).max)
+        return batch.astype(np.float32) / np.float32(_INTEGER_IMAGE_TYPES[batch.dtype])
     batch = batch.astype(np.float32, copy=False)
     # a NaN or infinity makes the sum non-finite; only then (or on overflow of a huge
     # finite sum) is the slower elementwise check needed
@@ -92,8 +124,9 @@ def validate_inputs(estimator: Any, X: Any, *, reset: bool) -> Any:
                 f"(n_samples, C, H, W); got an array of shape {X.shape}."
             )
         dtype = np.dtype(X.dtype)
-        if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
-            raise TypeError(f"X must hold real numbers; got dtype {dtype}.")
+        check_image_dtype(dtype)
+        if len(X.shape) == 4:
+            _check_channels_first(X.shape)
         if len(X) == 0:
             raise ValueError("X has 0 samples; at least one is required.")
         shape = X.shape[1:]
@@ -118,3 +151,23 @@ def validate_inputs(estimator: Any, X: Any, *, reset: bool) -> Any:
         )
     return X
 
+
+#: the channel counts of images as people store them (grey, RGB, RGBA)
+_CHANNEL_COUNTS = (1, 3, 4)
+
+
+def _check_channels_first(shape: tuple[int, ...]) -> None:
+    """Refuse channels-last images ``N×H×W×C``: the edit works on ``N×C×H×W``.
+
+    Detected when the last axis holds 1, 3 or 4 channels, the second does not, and both
+    spatial axes are larger than the channel count: a channels-first image only this wide
+    (a width of 1, 3 or 4 pixels) does not occur in practice.
+    """
+    _, c, h, w = shape
+    if w in _CHANNEL_COUNTS and c not in _CHANNEL_COUNTS and c > w and h > w:
+        raise ValueError(
+            f"X looks like channels-last images (N, H, W, C) = {tuple(shape)}; fairnoise "
+            "edits images channels-first, (N, C, H, W) or (N, H, W). Pass "
+            "X.transpose(0, 3, 1, 2) (a view, memmaps stay lazy); an encoder that needs "
+            "channels-last can transpose its batch back with batch.transpose(0, 2, 3, 1)."
+        )

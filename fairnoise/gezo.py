@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,14 @@ from tqdm.auto import tqdm
 
 from ._base import BaseNoiseTransformer
 from .edits import FittedEdit
-from .encoders import CallableEncoder, QueryError, QueryMeter, TorchEncoder, as_black_box
+from .encoders import (
+    CallableEncoder,
+    QueryBudgetExceeded,
+    QueryError,
+    QueryMeter,
+    TorchEncoder,
+    as_black_box,
+)
 from .objectives import Adversary
 from .optim import (
     STRATEGIES,
@@ -58,10 +66,11 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
     batch, and no point is ever scored twice on a batch (see :mod:`fairnoise.optim` for
     the strategies). The same edit is applied to every input at ``transform``.
 
-    The encoder is a query engine as well: every image sent is counted (``n_queries_``);
-    ``max_queries`` is a hard budget, checked before every call; independent queries go
-    out concurrently on ``n_jobs`` threads; transient failures are retried with backoff;
-    a failure that persists keeps the progress on the estimator and raises
+    The encoder is a query engine as well: every image sent is counted (``n_queries_``
+    for calls that returned embeddings, ``n_queries_attempted_`` for all); ``max_queries``
+    is a hard budget, checked before every call; independent queries go out concurrently
+    on ``n_jobs`` threads; transient failures and malformed responses are retried with
+    backoff; a failure that persists keeps the progress on the estimator and raises
     :class:`~fairnoise.encoders.QueryError` saying how to resume (``warm_start=True``).
 
     Parameters
@@ -127,7 +136,16 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         Budget: most images sent to the encoder, counted over warm-started fits, the
         embedding of the training inputs for the probe included. Never exceeded: the
         last iteration uses fewer directions if that fits the budget, and the search
-        stops before an iteration that would not fit. ``None``: no budget.
+        stops before an iteration that would not fit. ``None``: no budget. It counts
+        the images of successful calls (``n_queries_``) unless
+        ``budget_includes_failed=True``.
+    budget_includes_failed : bool, default=False
+        Whether ``max_queries`` also counts the images of failed calls (transient errors,
+        malformed responses), i.e. bounds ``n_queries_attempted_`` rather than
+        ``n_queries_``: set it for a provider that bills failed calls. Retries then
+        spend budget, so the budget may run out within an iteration; the search then
+        stops there with a warning, keeping the best edit and the losses already paid
+        for (raise ``max_queries`` and fit with ``warm_start=True`` to go on).
     batch_size : int, default=128
         Training inputs per iteration: every loss of the iteration is measured on the
         same batch, at ``batch_size`` encoder images per loss.
@@ -136,7 +154,10 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         and the batches of the probe's embedding). Results do not depend on it.
     max_retries : int, default=3
         Retries of a call that failed with a transient error (see
-        :attr:`CallableEncoder.transient_errors <fairnoise.encoders.CallableEncoder>`).
+        :attr:`CallableEncoder.transient_errors <fairnoise.encoders.CallableEncoder>`) or
+        returned a malformed response (NaN or infinite values, a row too many or too
+        few, another width than the first response, complex numbers, non-numbers; see
+        ``retry_malformed`` there).
     warm_start : bool, default=False
         Continue the previous fit (after a failure, or with a larger ``max_queries`` or
         ``max_epochs``) from its edit, velocity or Adam moments, step size, random
@@ -181,8 +202,13 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
     n_iter_ : int
         Number of search iterations (batches) run, over warm-started fits.
     n_queries_ : int
-        Images sent to the encoder in successful calls during ``fit``, over warm-started
-        fits, the probe's embedding of the training inputs included.
+        Images sent to the encoder in successful calls (well-formed embeddings) during
+        ``fit``, over warm-started fits, the probe's embedding of the training inputs
+        included. A fit that met failures costs exactly what the same fit costs against
+        a reliable encoder.
+    n_queries_attempted_ : int
+        Images sent to the encoder in any call during ``fit``, failed and malformed ones
+        included (what a provider that bills every call charges), over warm-started fits.
     search_state_ : SearchState
         Step size, velocity or Adam moments and random state, for ``warm_start``.
 
@@ -224,6 +250,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         "step_decay": [Interval(numbers.Real, 0, 1, closed="right")],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_queries": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "budget_includes_failed": ["boolean"],
         "n_jobs": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "max_retries": [Interval(numbers.Integral, 0, None, closed="left")],
         "warm_start": ["boolean"],
@@ -249,6 +276,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         step_decay: float = 0.95,
         max_epochs: int = 10,
         max_queries: int | None = None,
+        budget_includes_failed: bool = False,
         batch_size: int = 128,
         n_jobs: int | None = None,
         max_retries: int = 3,
@@ -273,6 +301,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         self.step_decay = step_decay
         self.max_epochs = max_epochs
         self.max_queries = max_queries
+        self.budget_includes_failed = budget_includes_failed
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.max_retries = max_retries
@@ -292,10 +321,15 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         could take the images sent past it (counted over warm-started fits). The last
         iterations use fewer directions where that fits; when not even one does, the
         search stops and the best edit found is kept. ``n_queries_`` counts every image
-        sent in a successful call, the probe's embedding included.
+        sent in a successful call, the probe's embedding included;
+        ``n_queries_attempted_`` every image sent in any call. The budget counts the
+        former, or the latter with ``budget_includes_failed=True``.
 
-        **Failures and resume.** A transient error (see ``max_retries``) is retried with
-        backoff. A failure that persists raises :class:`~fairnoise.encoders.QueryError`;
+        **Failures and resume.** A transient error or a malformed response (see
+        ``max_retries``) is retried with backoff; the images of the failed call count
+        in ``n_queries_attempted_`` only. A failure that persists raises
+        :class:`~fairnoise.encoders.QueryError` (for malformed responses its subclass
+        :class:`~fairnoise.encoders.MalformedResponseError`, also a ``ValueError``);
         the estimator then keeps the best edit found so far (``transform`` works),
         ``n_queries_`` and the search state, and the message says how to resume: set
         ``warm_start=True`` and call ``fit`` again with the same data. The resumed search
@@ -326,15 +360,20 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             When the encoder fails for good (the progress is kept; see above).
         ValueError
             When ``max_queries`` cannot even pay for embedding the training inputs once,
-            or a warm start is asked for with other data or settings.
+            a warm start is asked for with other data or settings, or the edit
+            overflowed (``step_size`` far too large; the best edit so far is kept).
         """
         self._validate_params()
-        spent = getattr(self, "n_queries_", 0) if self.warm_start else 0
+        spent, attempted = ((getattr(self, "n_queries_", 0),
+                             getattr(self, "n_queries_attempted_", 0))
+                            if self.warm_start else (0, 0))
         if not self._continuing():  # a new search: a failure must not leave an old edit
             for attr in ("edit_", "search_state_", "_adversary"):
                 self.__dict__.pop(attr, None)
+        counted = attempted if self.budget_includes_failed else spent
         meter = self._meter = QueryMeter(
-            None if self.max_queries is None else max(self.max_queries - spent, 0))
+            None if self.max_queries is None else max(self.max_queries - counted, 0),
+            count_failed=self.budget_includes_failed)
         error = None
         try:
             super().fit(X, y, sensitive_features=sensitive_features)
@@ -342,11 +381,20 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             error = exc
         finally:  # whatever happens, what was paid for is counted
             self.n_queries_ = spent + meter.spent
+            self.n_queries_attempted_ = attempted + meter.attempted
             del self._meter
-        if error is not None:
-            raise QueryError(self._resume_message(error)) from (error.__cause__ or error)
+        if (isinstance(error, QueryBudgetExceeded)
+                and getattr(self, "search_state_", None) is not None):
+            # only failed calls counted in the budget can exhaust it within an iteration
+            warnings.warn(
+                f"max_queries={self.max_queries} ran out within an iteration, failed calls "
+                f"counted (budget_includes_failed=True; n_queries_attempted_="
+                f"{self.n_queries_attempted_}). The best edit so far is kept, and so are the "
+                "losses already paid for: raise max_queries and fit again with "
+                "warm_start=True to finish the search.", UserWarning, stacklevel=2)
+        elif error is not None:  # the same kind of error, with what was kept and the way on
+            raise type(error)(self._resume_message(error)) from (error.__cause__ or error)
         return self
-
 
     def _resume_message(self, exc: QueryError) -> str:
         name = type(self).__name__
@@ -357,8 +405,9 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         else:
             kept = (f"The progress so far is kept ({self.n_iter_} iterations, n_queries_="
                     f"{self.n_queries_}) and transform uses the best edit found.")
-        return (f"{name}.fit stopped: {exc}. {kept} To resume, set warm_start=True and call "
-                "fit again with the same data; the search continues where it stopped.")
+        return (f"{name}.fit stopped: {str(exc).rstrip('.')}. {kept} To resume, set "
+                "warm_start=True and call fit again with the same data; the search continues "
+                "where it stopped.")
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "edit_")  # a fit that failed early leaves n_queries_ only
@@ -367,12 +416,15 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
     def _check_encoder(self) -> CallableEncoder | None:
         return as_black_box(self.encoder, batch_size=self.batch_size)
 
-    def _encoder_embed(self, Xb: np.ndarray, edit: FittedEdit | None = None) -> np.ndarray:
+    def _encoder_embed(self, Xb: np.ndarray, edit: FittedEdit | None = None,
+                       n_features: int | None = None) -> np.ndarray:
         if self._encoder is None:
             return super()._encoder_embed(Xb, edit)
+        # the expected width goes to the encoder: a response of another width is then a
+        # malformed response, retried, instead of an error after it was paid for
         return self._encoder.embed(Xb, edit=edit, n_jobs=self.n_jobs,
                                    max_retries=self.max_retries,
-                                   meter=getattr(self, "_meter", None))
+                                   meter=getattr(self, "_meter", None), n_features=n_features)
 
     def _resolution(self) -> Any:
         if self.noise_resolution == "auto":
@@ -428,7 +480,8 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             state = strategy.start(self.step_size, space.param_shape, self._seed)
             self.loss_curve_, self.n_iter_ = [], 0
         self.search_state_ = state
-        loss = QueryLoss(EditLoss(space, adversary, self.lambda_reg, self._fill),
+        loss = QueryLoss(EditLoss(space, _FiniteLoss(adversary, self), self.lambda_reg,
+                                  self._fill),
                          lambda idx: self._read(X, idx), self._embed_many(), state.known_losses)
         max_iter = self.max_epochs * -(-len(X) // self.batch_size)
         start_iter = self.n_iter_
@@ -466,8 +519,49 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             return None
 
         def embed_many(batches: Any, on_result: Any) -> Any:
-            return self._encoder.embed_many(batches, n_jobs=self.n_jobs,
+            return self._encoder.embed_many(_FiniteBatches(batches, self), n_jobs=self.n_jobs,
                                             max_retries=self.max_retries, meter=self._meter,
-                                            on_result=on_result)
+                                            on_result=on_result,
+                                            n_features=self.n_features_out_)
 
         return embed_many
+
+    def _overflow_error(self, what: str) -> ValueError:
+        return ValueError(
+            f"the edit overflowed: {what}. step_size={self.step_size} is far too large for "
+            "inputs in [0, 1] (the default is 0.2); lower it and fit again with "
+            "warm_start=False. The best edit found so far is kept."
+        )
+
+
+class _FiniteLoss:
+    """The adversarial loss, refusing a non-finite value: the edit overflowed."""
+
+    def __init__(self, adversary: Adversary, owner: GeZONoiseTransformer) -> None:
+        self.adversary, self.owner = adversary, owner
+        self.device = adversary.device
+
+    def __call__(self, z: torch.Tensor, idx: Any) -> torch.Tensor:
+        value = self.adversary(z, idx)
+        if not torch.isfinite(value):
+            raise self.owner._overflow_error(
+                f"the loss of an edited batch is {float(value)} (its largest embedding "
+                f"value is {float(z.abs().max()):.3g})")
+        return value
+
+
+class _FiniteBatches(Sequence):
+    """Edited batches, each checked to be finite before it is sent (nothing is paid for)."""
+
+    def __init__(self, batches: Sequence[np.ndarray], owner: GeZONoiseTransformer) -> None:
+        self.batches, self.owner = batches, owner
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        batch = self.batches[i]
+        if not np.isfinite(batch.sum()) and not np.isfinite(batch).all():
+            raise self.owner._overflow_error("an edited batch holds NaN or infinity, so it "
+                                             "was not sent to the encoder")
+        return batch

@@ -12,7 +12,8 @@ File contents
 ``metadata``: JSON with ``format`` (``"fairnoise-noise"``), ``format_version``,
 ``fairnoise_version``, ``estimator``, ``edit``, ``input_shape``, ``n_features_out``,
 ``channel_shared``, ``noise_resolution``, ``feature_names`` (or null) and
-``input_scaling`` (integer images are divided by their dtype's maximum before the edit).
+``input_scaling`` (uint8 images are divided by 255 and uint16 ones by 65535 before the
+edit; other integer types are refused).
 """
 
 from __future__ import annotations

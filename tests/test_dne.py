@@ -187,7 +187,9 @@ def test_feature_mode_masked_edit_hides_the_group_column(features):
 
 def test_additive_edit_in_feature_mode_cannot_remove_linear_information(features):
     X, y, a = features
-    t = DebiasedNoiseTransformer(edit="additive", random_state=0).fit(X, y, sensitive_features=a)
+    with pytest.warns(UserWarning, match="only moves a linear model's intercept"):
+        t = DebiasedNoiseTransformer(edit="additive", random_state=0).fit(
+            X, y, sensitive_features=a)
     Z = t.transform(X)
     np.testing.assert_allclose(Z - X, np.broadcast_to(t.noise_, X.shape), atol=1e-6)
 

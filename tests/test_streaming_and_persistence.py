@@ -233,4 +233,4 @@ def test_fit_without_groups_then_partial_fit_with_groups(images, encoder):
         t.partial_fit(X, y)
     t.partial_fit(X, y, sensitive_features=a)
     assert t.classes_sensitive_.tolist() == [0, 1] and t.n_iter_ == 1
-    assert not torch.equal(torch.as_tensor(t.edit_.param), torch.zeros(1, 16, 16))
+    assert t.edit_.param.shape == (1, 16, 16) and t.edit_.param.any()

@@ -7,9 +7,10 @@ Two wrappers cover the two ways a user holds a foundation model:
   precision, and restores the module's own state afterwards.
 * :class:`CallableEncoder` wraps any function from a batch array to a 2-D array
   (black-box, e.g. a web API). It is the query engine of the black-box estimator: it
-  counts every image sent in a successful call (``n_queries``, and per job in a
-  :class:`QueryMeter` that can hold a hard budget), retries transient failures with
-  exponential backoff, and issues independent calls concurrently from threads.
+  counts every image sent (``n_queries`` for calls that returned well-formed embeddings,
+  ``n_queries_attempted`` for all, and per job in a :class:`QueryMeter` that can hold a
+  hard budget), retries transient failures and malformed responses with exponential
+  backoff, and issues independent calls concurrently from threads.
 
 Both define ``__sklearn_clone__`` so that :func:`sklearn.base.clone` (which
 ``GridSearchCV`` calls once per candidate) shares one frozen model instead of copying it.
@@ -17,7 +18,8 @@ The estimators use an encoder by its capabilities (the :class:`Encoder` protocol
 its type; :func:`check_encoder` and :func:`as_black_box` turn what a user passed into one.
 
 Where each part lives: ``_torch.py`` (:class:`TorchEncoder`), ``_query.py``
-(:class:`CallableEncoder`, :class:`QueryMeter` and the query errors), ``_standin.py``
+(:class:`CallableEncoder`, :class:`QueryMeter` and the query errors), ``_checks.py`` (what
+every wrapper checks of an encoder's output), ``_standin.py``
 (:func:`make_standin_encoder`, the random CNN the demo, tests and benchmarks share). A new
 kind of encoder implements the :class:`Encoder` protocol in a module of its own.
 """
@@ -31,13 +33,20 @@ import torch
 
 from ..edits import FittedEdit
 from ._pretrained import efficientnet_lite0
-from ._query import CallableEncoder, QueryBudgetExceeded, QueryError, QueryMeter
+from ._query import (
+    CallableEncoder,
+    MalformedResponseError,
+    QueryBudgetExceeded,
+    QueryError,
+    QueryMeter,
+)
 from ._standin import make_standin_encoder
 from ._torch import TorchEncoder, _ModuleFunction
 
 __all__ = [
     "CallableEncoder",
     "Encoder",
+    "MalformedResponseError",
     "QueryBudgetExceeded",
     "QueryError",
     "QueryMeter",
@@ -129,7 +138,7 @@ def as_black_box(encoder: Any, *, batch_size: int) -> CallableEncoder | None:
 
 
 # the public path of the classes (pickles, skops, the API reference)
-for _cls in (CallableEncoder, QueryBudgetExceeded, QueryError, QueryMeter, TorchEncoder,
-             Encoder):
+for _cls in (CallableEncoder, MalformedResponseError, QueryBudgetExceeded, QueryError,
+             QueryMeter, TorchEncoder, Encoder):
     _cls.__module__ = __name__
 del _cls

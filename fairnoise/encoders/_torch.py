@@ -16,14 +16,38 @@ from ._checks import check_embeddings
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"device={device!r} is not a valid torch device.") from exc
+    """``device`` as a ``torch.device``; a device this machine lacks is a ``ValueError``."""
+    if not isinstance(device, torch.device):
+        if device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device={device!r} is not a valid torch device.") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(device)!r}, but CUDA is not available here "
+                "(torch.cuda.is_available() is False). Use device='cpu', or 'auto' "
+                "(CUDA when present, else the CPU)."
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={str(device)!r}, but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={str(device)!r}, but MPS is not available here. Use "
+                         "device='cpu' or 'auto'.")
+    return device
+
+
+def _input_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The floating dtype of the module's first parameter (or buffer): what it computes in."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
 
 
 class TorchEncoder:
@@ -74,11 +98,15 @@ class TorchEncoder:
             )
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+        _resolve_device(device)  # an unknown or absent device is refused here, by name
         self.module = module
         self.device = device
         self.precision = precision
         self.batch_size = int(batch_size)
         self._moved: torch.nn.Module | None = None
+        # width of the embeddings of the latest embed(): the forward passes that follow
+        # (the white-box optimisation) must return the same
+        self._width: int | None = None
 
     # -- scikit-learn / pickling ------------------------------------------------------------
     def __sklearn_clone__(self) -> TorchEncoder:
@@ -87,6 +115,7 @@ class TorchEncoder:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_moved"] = None  # the device copy is a cache, rebuilt on demand
+        state["_width"] = None
         return state
 
     def __repr__(self) -> str:
@@ -135,14 +164,30 @@ class TorchEncoder:
                 p.requires_grad_(flag)
 
     def forward(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Differentiable forward of a batch already on :attr:`torch_device`, in float32."""
+        """Differentiable forward of a batch already on :attr:`torch_device`, in float32.
+
+        The batch is cast to the dtype the module computes in (a ``.double()`` or
+        ``.half()`` module runs as it is, and is not changed); the embeddings come back
+        as float32, and must have the width of the latest :meth:`embed`.
+        """
+        dtype = _input_dtype(module)
         with self._autocast():
-            z = module(x)
+            z = module(x if x.dtype == dtype else x.to(dtype))
         if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[0] != x.shape[0]:
             shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise ValueError(
                 "encoder must return a 2-D tensor (n_samples, n_features) of embeddings; "
                 f"it returned {shape} for a batch of shape {tuple(x.shape)}."
+            )
+        if z.is_complex():
+            raise ValueError(f"the encoder {self!r} returned complex embeddings ({z.dtype}); "
+                             "they must be real numbers.")
+        width = getattr(self, "_width", None)
+        if width is not None and z.shape[1] != width:
+            raise ValueError(
+                f"the encoder {self!r} returned embeddings of {z.shape[1]} features, but "
+                f"{width} on an earlier call: an encoder must return the same number of "
+                "features for every input."
             )
         return z.float()
 
@@ -154,17 +199,20 @@ class TorchEncoder:
         temporaries stay the size of a batch, in cache and on the device, instead of
         whole-array copies on the host. The module always receives a batch of its own,
         never memory shared with ``X``, so a module that edits its input in place
-        cannot change the caller's data.
+        cannot change the caller's data. Every batch must give embeddings of the same
+        width; that width is what later :meth:`forward` passes are held to.
         """
         out = []
         device = self.torch_device
         op = None if edit is None else edit.torch_op(device)
+        self._width = None
         with self.frozen() as module, torch.no_grad():
             for start in range(0, len(X), self.batch_size):
                 # a copy (any strides, any real dtype): the module may write to its input
                 xb = torch.from_numpy(np.array(X[start : start + self.batch_size], np.float32))
                 xb = xb.to(device, non_blocking=True)
                 z = self.forward(module, xb if op is None else op(xb))
+                self._width = z.shape[1]
                 out.append(z.cpu().numpy())
         Z = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
         return check_embeddings(Z, len(X), "encoder")
@@ -180,6 +228,10 @@ class _ModuleFunction:
     def __init__(self, encoder: TorchEncoder) -> None:
         self.encoder = encoder
         self._lock = threading.Lock()
+
+    @property
+    def __name__(self) -> str:  # how CallableEncoder names the function it wraps
+        return repr(self.encoder)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:

@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from conftest import make_marker_images
 
 from fairnoise import DebiasedNoiseTransformer, export_noise, load_noise

@@ -207,11 +207,6 @@ def from_timm(model: torch.nn.Module, *, mean: Any = None, std: Any = None
     return _TimmEncoder(_frozen_view(model), mean, std)
 
 
-class _CLIPEncoder(_ZooEncoder):
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)  # the image tower: what encode_image returns, unnormalised
-
-
 def from_open_clip(model: torch.nn.Module, *, mean: Any = None, std: Any = None
                    ) -> torch.nn.Module:
     """A CLIP model's image tower as a frozen encoder (open_clip or OpenAI's ``clip``).
@@ -228,7 +223,7 @@ def from_open_clip(model: torch.nn.Module, *, mean: Any = None, std: Any = None
     mean, std : sequence of float, optional
         The input normalisation; by default what open_clip stored on the image tower
         (``visual.preprocess_cfg``, or the older ``image_mean`` / ``image_std``), else
-        OpenAI CLIP's (:data:`CLIP_MEAN`, :data:`CLIP_STD`).
+        OpenAI CLIP's (mean 0.481, 0.458, 0.408; std 0.269, 0.261, 0.276).
 
     Returns
     -------
@@ -252,7 +247,8 @@ def from_open_clip(model: torch.nn.Module, *, mean: Any = None, std: Any = None
         mean = cfg.get("mean") or getattr(tower, "image_mean", None) or CLIP_MEAN
     if std is None:
         std = cfg.get("std") or getattr(tower, "image_std", None) or CLIP_STD
-    return _CLIPEncoder(_frozen_view(tower), mean, std)
+    # the image tower alone computes what encode_image returns (before its L2 option)
+    return _ZooEncoder(_frozen_view(tower), mean, std)
 
 
 class _TransformersEncoder(_ZooEncoder):

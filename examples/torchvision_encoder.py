@@ -1,24 +1,28 @@
 """Plug in a torchvision or timm backbone as the frozen encoder.
 
 Any ``torch.nn.Module`` that maps a batch of images to a 2-D batch of embeddings works.
-Three things to get right with a classification backbone:
+The adapters of ``fairnoise.encoders`` make one from a classification backbone:
 
-1. remove its classification layer, so that it returns embeddings
-   (torchvision: ``model.fc = torch.nn.Identity()``; timm: ``num_classes=0``);
-2. put its input normalisation into the module: fairnoise hands the encoder float images
-   in [0, 1], and learns the edit in that space;
-3. give it the number of channels it expects (ImageNet models: 3; grayscale X-rays are
-   repeated over RGB by ``make_spurious_images(n_channels=3)`` or the loaders'
-   ``n_channels=3``).
+1. they skip its classification layer, so that it returns embeddings
+   (``from_torchvision``: the input of ``fc`` / ``classifier`` / ``heads``; ``from_timm``:
+   timm's pooled pre-logits features);
+2. they put its input normalisation into the module: fairnoise hands the encoder float
+   images in [0, 1], and learns the edit in that space;
+3. they repeat grayscale images over the three channels ImageNet models expect.
 
-fairnoise never modifies your module: it runs it in eval mode with its parameters'
-gradients off and puts everything back afterwards. On a GPU, wrap it in
-``TorchEncoder(model, device="cuda", precision="bf16", batch_size=256)``.
+The adapter is a frozen view of your model: it shares the weights (no second copy) and
+leaves your module as it was, in whatever mode and with whatever ``requires_grad`` flags
+it had. On a GPU, wrap it in ``TorchEncoder(encoder, device="cuda", precision="bf16",
+batch_size=256)``.
 
     python examples/torchvision_encoder.py --quick                 # random weights (CI)
     python examples/torchvision_encoder.py --weights pretrained    # downloads ImageNet weights
 
-Needs torchvision (``pip install torchvision``) or timm (``pip install timm``).
+Needs torchvision or timm. Install them so that they keep the torch you have: torchvision
+pinned with its torch (``pip install torch==2.13.0 torchvision==0.28.0``, from the index
+your torch came from), timm without its dependencies (``pip install --no-deps
+timm==1.0.31`` and ``pip install pyyaml huggingface_hub safetensors``); see
+docs/encoders.md.
 """
 
 from __future__ import annotations
@@ -34,42 +38,29 @@ from sklearn.preprocessing import StandardScaler
 
 from fairnoise import DebiasedNoiseTransformer, TorchEncoder
 from fairnoise.datasets import make_spurious_images
+from fairnoise.encoders import from_timm, from_torchvision
 from fairnoise.metrics import fairness_report, leakage_auc
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-
-class Normalise(torch.nn.Module):
-    """The backbone's input normalisation, as the first layer of the encoder."""
-
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).reshape(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).reshape(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
-def build_backbone(pretrained: bool) -> tuple[torch.nn.Module, str]:
-    """A ResNet-18 without its classifier, from torchvision or else timm."""
+def build_backbone(pretrained: bool) -> tuple[torch.nn.Module, torch.nn.Module, str]:
+    """A ResNet-18 from torchvision or else timm, and its adapter as the encoder."""
     if importlib.util.find_spec("torchvision") is not None:
         import torchvision
 
         weights = torchvision.models.ResNet18_Weights.DEFAULT if pretrained else None
         model = torchvision.models.resnet18(weights=weights)
-        model.fc = torch.nn.Identity()  # N×3×H×W → N×512
-        return model, "torchvision resnet18"
+        return model, from_torchvision, "torchvision resnet18"  # N×3×H×W → N×512
     if importlib.util.find_spec("timm") is not None:
         import timm
 
-        model = timm.create_model("resnet18", pretrained=pretrained, num_classes=0)
-        return model, "timm resnet18"
-    sys.exit("This example needs torchvision or timm: pip install torchvision (or timm).")
+        model = timm.create_model("resnet18", pretrained=pretrained)
+        return model, from_timm, "timm resnet18"
+    sys.exit("This example needs torchvision or timm; see its docstring for install lines "
+             "that keep your torch.")
 
 
 def main(quick: bool = False, pretrained: bool = False) -> None:
-    backbone, name = build_backbone(pretrained)
+    backbone, adapter, name = build_backbone(pretrained)
     if not pretrained:  # random weights: seeded, so that the run is reproducible
         generator = torch.Generator().manual_seed(0)
         with torch.no_grad():
@@ -77,9 +68,8 @@ def main(quick: bool = False, pretrained: bool = False) -> None:
                 if p.dim() > 1:
                     p.copy_(torch.randn(p.shape, generator=generator)
                             * (2.0 / p[0].numel()) ** 0.5)
-    # left in train mode on purpose: fairnoise switches it to eval while it uses it and
-    # puts it back afterwards
-    encoder = torch.nn.Sequential(Normalise(IMAGENET_MEAN, IMAGENET_STD), backbone)
+    # left in train mode on purpose: the adapter's view is frozen, the backbone untouched
+    encoder = adapter(backbone)
     print(f"encoder: {name} ({'ImageNet' if pretrained else 'random'} weights)")
 
     n, size = (120, 32) if quick else (1000, 64)

@@ -11,6 +11,11 @@ and directives. mkdocstrings renders Markdown, so before rendering this extensio
 * the body of ``See Also`` sections into a bullet list of cross-references;
 * ``text::`` before a literal block into ``text:`` (the indented block is code already).
 
+It also reads the Sphinx-style ``#:`` comment above an attribute that has no docstring
+as that attribute's docstring (griffe only knows string literals after the assignment),
+so that constants documented that way (``SKOPS_TRUSTED_TYPES``, the ``Encoder``
+protocol's attributes) reach the reference: mkdocstrings renders only documented members.
+
 A cross-reference whose target is not documented fails the strict build (mkdocs-autorefs
 reports it), which is how broken references in docstrings are caught.
 """
@@ -18,6 +23,8 @@ reports it), which is how broken references in docstrings are caught.
 from __future__ import annotations
 
 import re
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import griffe
@@ -39,6 +46,22 @@ def _split_target(text: str) -> tuple[str, str]:
     return target, target
 
 
+@cache
+def _source_lines(filepath: str) -> list[str]:
+    return Path(filepath).read_text(encoding="utf-8").splitlines()
+
+
+def _comment_above(obj: griffe.Object) -> str | None:
+    """The ``#:`` comment lines just above ``obj``'s first line, as one text, or None."""
+    if obj.lineno is None or not isinstance(obj.filepath, Path):
+        return None
+    lines, i, text = _source_lines(str(obj.filepath)), obj.lineno - 2, []
+    while i >= 0 and lines[i].strip().startswith("#:"):
+        text.insert(0, lines[i].strip()[2:].strip())
+        i -= 1
+    return " ".join(text) or None
+
+
 class RstToMarkdown(griffe.Extension):
     """Rewrite reStructuredText roles and directives of docstrings as Markdown."""
 
@@ -46,7 +69,19 @@ class RstToMarkdown(griffe.Extension):
         if pkg.name != "fairnoise":
             return
         self._package = pkg
+        # first every docstring, so that references to `#:`-documented attributes resolve
+        self._attach_comments(pkg, parser=pkg.docstring.parser if pkg.docstring else None)
         self._visit(pkg)
+
+    def _attach_comments(self, obj: griffe.Object, parser: Any) -> None:
+        if obj.is_attribute and obj.docstring is None:
+            comment = _comment_above(obj)
+            if comment is not None:
+                obj.docstring = griffe.Docstring(comment, lineno=obj.lineno, parent=obj,
+                                                 parser=parser)
+        for member in obj.members.values():
+            if not member.is_alias:
+                self._attach_comments(member, parser)
 
     def _visit(self, obj: griffe.Object) -> None:
         if obj.docstring is not None:

@@ -42,6 +42,7 @@ from ._query import (
 )
 from ._standin import make_standin_encoder
 from ._torch import TorchEncoder, _ModuleFunction
+from ._zoo import from_open_clip, from_timm, from_torchvision, from_transformers
 
 __all__ = [
     "CallableEncoder",
@@ -54,6 +55,10 @@ __all__ = [
     "as_black_box",
     "check_encoder",
     "efficientnet_lite0",
+    "from_open_clip",
+    "from_timm",
+    "from_torchvision",
+    "from_transformers",
     "make_standin_encoder",
 ]
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from ._fitted import FittedEdit
 
 EDITS = ("additive", "masked")
+"""The kinds of learned input edit (the ``edit`` parameter and its validation read this)."""
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,7 @@ class QueryMeter:
         return np.inf if self.limit is None else self.limit - self.counted
 
     def reserve(self, n: int) -> None:
+        """Reserve ``n`` images for a call about to be sent; refuse past the budget."""
         with self._lock:
             if self.limit is not None and self.counted + self._in_flight + n > self.limit:
                 raise QueryBudgetExceeded(

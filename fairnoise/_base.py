@@ -24,7 +24,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._groups import encode_groups
+from ._groups import encode_groups, plain
 from ._inputs import chunk_rows, read_rows, validate_inputs
 from .edits import EDITS, FittedEdit, NoiseSpace, input_mean
 from .edits._file import save_edit
@@ -49,10 +49,11 @@ def codes_in(labels: Any, classes: np.ndarray, name: str, n_samples: int) -> np.
     index = pd.Index(list(classes), tupleize_cols=False)
     mapping = index.get_indexer(pd.Index(list(seen), tupleize_cols=False))
     if (mapping < 0).any():
-        unseen = [label for label, m in zip(seen, mapping, strict=True) if m < 0]
+        unseen = [plain(label) for label, m in zip(seen, mapping, strict=True) if m < 0]
         raise ValueError(
             f"{name} holds labels {unseen!r} that the first partial_fit call did not see "
-            f"(known: {list(classes)!r}); the first batch must contain every label."
+            f"(known: {[plain(c) for c in classes]!r}); the first batch must contain every "
+            "label."
         )
     return mapping[codes].astype(np.int64)
 

@@ -185,16 +185,16 @@ def _score(pipe: Pipeline, X_train: np.ndarray, X_test: np.ndarray, data: Bunch,
     Z_test = pipe[:-1].transform(X_test)
     proba = pipe[-1].predict_proba(Z_test)[:, 1]
     train, test = data.train, data.test
-    report = fairness_report(test.y, proba, sensitive_features=test.sensitive,
+    report = fairness_report(test.y, proba, sensitive_features=test.sensitive_features,
                              n_boot=n_boot, random_state=seed)
     extra: dict[str, float] = {}
     if leakage:
         Z_train = pipe[:-1].transform(X_train)
-        extra["leakage"] = leakage_auc(Z_train, train.sensitive, Z_test=Z_test,
-                                       sensitive_features_test=test.sensitive)
+        extra["leakage"] = leakage_auc(Z_train, train.sensitive_features, Z_test=Z_test,
+                                       sensitive_features_test=test.sensitive_features)
         extra["cond. leakage"] = leakage_auc(
-            Z_train, train.sensitive, y=train.y, Z_test=Z_test,
-            sensitive_features_test=test.sensitive, y_test=test.y)
+            Z_train, train.sensitive_features, y=train.y, Z_test=Z_test,
+            sensitive_features_test=test.sensitive_features, y_test=test.y)
     return report, extra
 
 
@@ -408,7 +408,8 @@ def run_demo(
         dne = DebiasedNoiseTransformer(encoder=module, random_state=seed,
                                        verbose=int(verbose), **preset["dne"])
         pipelines[DNE] = Pipeline([("noise", dne), ("clf", _head())])
-        pipelines[DNE].fit(train.images, train.y, noise__sensitive_features=train.sensitive)
+        pipelines[DNE].fit(train.images, train.y,
+                           noise__sensitive_features=train.sensitive_features)
         evaluate(DNE, train.images, test.images)
         bar.update()
 
@@ -419,7 +420,7 @@ def run_demo(
                                       n_jobs=n_jobs, random_state=seed, verbose=int(verbose))
             pipelines[GEZO] = Pipeline([("noise", gz), ("clf", _head())])
             pipelines[GEZO].fit(train.images, train.y,
-                                noise__sensitive_features=train.sensitive)
+                                noise__sensitive_features=train.sensitive_features)
             evaluate(GEZO, train.images, test.images)
             bar.update()
 
@@ -447,7 +448,8 @@ def run_demo(
                     params = {**preset["sweep_dne"], "lambda_reg": lam, "verbose": 0}
                     pipe = Pipeline([("noise", clone(dne).set_params(**params)),
                                      ("clf", _head())])
-                    pipe.fit(train.images, train.y, noise__sensitive_features=train.sensitive)
+                    pipe.fit(train.images, train.y,
+                             noise__sensitive_features=train.sensitive_features)
                     report, _ = _score(pipe, train.images, test.images, data, 0, seed,
                                        leakage=False)
                     bar.update()
@@ -529,7 +531,7 @@ def _write_figures(result: DemoResult, out: Path,
     for key, method in (("edits", DNE), ("edits_gezo", GEZO)):
         if method in transformers:
             save(key, plotting.plot_edit_examples(transformers[method], test.images,
-                                                  test.sensitive, test.oracle_images))
+                                                  test.sensitive_features, test.oracle_images))
     for key, method in (("noise", DNE), ("noise_gezo", GEZO)):
         if method in transformers:
             save(key, plotting.plot_noise(transformers[method], title=f"{method}: learned edit"))

@@ -100,8 +100,12 @@ def test_partial_fit_over_one_batch_equals_one_epoch_of_fit(images, encoder):
 def test_partial_fit_rejects_unseen_groups(images, encoder):
     X, y, a = images
     t = DebiasedNoiseTransformer(encoder=encoder, **FAST).partial_fit(X, y, sensitive_features=a)
-    with pytest.raises(ValueError, match="did not see"):
+    # plain values in the message: [7], not [np.int64(7)]
+    with pytest.raises(ValueError, match=r"labels \[7\] that the first partial_fit call did "
+                       r"not see \(known: \[0, 1\]\)"):
         t.partial_fit(X[:10], y[:10], sensitive_features=np.full(10, 7))
+    with pytest.raises(ValueError, match=r"y holds labels \[5\] .* \(known: \[0, 1\]\)"):
+        t.partial_fit(X[:10], np.full(10, 5), sensitive_features=a[:10])
 
 
 def test_partial_fit_accepts_a_later_batch_with_one_group(images, encoder):

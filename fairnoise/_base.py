@@ -128,9 +128,10 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         self : object
             The fitted transformer.
         """
+        shipped = self.__dict__.pop("_loaded_from", None)  # a loaded edit, replaced by this fit
         X = self._start(X)
         if sensitive_features is None:
-            self._warn_no_groups()
+            self._warn_no_groups(shipped)
             self._store_identity(X)
             return self
         a, ycode = self._codes(sensitive_features, y, len(X), reset=True)
@@ -148,9 +149,14 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         self._fill = self._compute_fill(X)
         return X
 
-    def _warn_no_groups(self) -> None:
-        warnings.warn(_NO_GROUPS_WARNING.format(cls=type(self).__name__), UserWarning,
-                      stacklevel=3)
+    def _warn_no_groups(self, shipped: str | None = None) -> None:
+        message = _NO_GROUPS_WARNING.format(cls=type(self).__name__)
+        if shipped is not None:
+            message += (f" This transformer was loaded from {shipped}, and fit has replaced "
+                        "that edit: to use a shipped edit in a Pipeline without refitting it, "
+                        "wrap it in sklearn.frozen.FrozenEstimator, or load it with "
+                        "load_noise(path, frozen=True).")
+        warnings.warn(message, UserWarning, stacklevel=3)
 
     def _codes(self, sensitive_features: Any, y: Any, n_samples: int, *,
                reset: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -338,14 +344,16 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
 
         check_is_fitted(self)
         names = getattr(self, "feature_names_in_", None)
+        resolution = self._resolution()  # GeZO's "auto" resolved: the grid that was searched
         return save_edit(path, self.edit_, {
             "fairnoise_version": __version__,
             "estimator": type(self).__name__,
             "n_features_out": int(self.n_features_out_),
             "channel_shared": bool(self.channel_shared),
-            "noise_resolution": self.noise_resolution,
+            "noise_resolution": list(resolution) if isinstance(resolution, tuple) else resolution,
             "feature_names": None if names is None else [str(n) for n in names],
             "input_scaling": _INPUT_SCALING,
+            "params": _json_params(self),
         })
 
     def __getstate__(self) -> dict[str, Any]:
@@ -419,3 +427,20 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
 
 
 _INPUT_SCALING = "integer images are divided by their dtype's maximum; floats are used as given"
+
+
+def _json_params(estimator: BaseNoiseTransformer) -> dict[str, Any]:
+    """The training parameters that JSON can hold (tuples as lists, a device as its name);
+    the encoder and values such as a probe object or a ``RandomState`` are left out."""
+    params = {}
+    for name, value in estimator.get_params(deep=False).items():
+        if isinstance(value, torch.device):
+            value = str(value)
+        if isinstance(value, tuple):
+            value = list(value)
+        if name != "encoder" and (
+                value is None or isinstance(value, (bool, str, numbers.Integral, numbers.Real))
+                or (isinstance(value, list) and all(isinstance(v, numbers.Integral)
+                                                    for v in value))):
+            params[name] = value.item() if isinstance(value, np.generic) else value
+    return params

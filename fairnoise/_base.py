@@ -24,6 +24,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._dask import is_dask_array, transform_dask
 from ._groups import encode_groups, plain
 from ._inputs import chunk_rows, read_rows, validate_inputs
 from .edits import EDITS, FittedEdit, NoiseSpace, input_mean
@@ -378,16 +379,25 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of the same per-sample shape as in ``fit``
+            As in ``fit``, or a Dask array: the result is then a Dask array too, computed
+            lazily block by block (on a cluster's workers, which receive the edit and the
+            encoder once); see the scale guide.
 
         Returns
         -------
-        Xt : ndarray
+        Xt : ndarray or dask.array.Array
             ``φ(edit(X))`` of shape (n_samples, n_features_out_) for ``output="embeddings"``,
             or ``edit(X)`` with the shape of ``X`` for ``output="images"``.
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            return transform_dask(self, X)
         X = self._validate_X(X, reset=False)
         self._encoder = self._check_encoder()
+        return self._transform_validated(X)
+
+    def _transform_validated(self, X: Any) -> np.ndarray:
+        """``transform`` of validated inputs, with the encoder already wrapped."""
         if self.output == "images":
             # written chunk by chunk into one array: peak memory is the output and a chunk
             out, start = None, 0

@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._dask import is_dask_array, transform_dask
 from ._groups import encode_groups, plain
 from ._inputs import chunk_rows, read_rows, validate_inputs
+from ._threads import blas_within_torch
 from .edits import EDITS, FittedEdit, NoiseSpace, input_mean
 from .edits._file import save_edit
 from .encoders import CallableEncoder, TorchEncoder
@@ -197,10 +198,12 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         K = len(self.classes_sensitive_)
         n_classes = int(ycode.max()) + 1
         probes, present = [], np.zeros((n_classes, K), bool)
-        for j in range(n_classes):
-            sel = ycode == j
-            present[j, np.unique(a[sel])] = True
-            probes.append(fit_probe(base, Z[sel], a[sel]) if present[j].sum() > 1 else None)
+        with blas_within_torch():  # one thread setting, torch's, for the whole fit
+            for j in range(n_classes):
+                sel = ycode == j
+                present[j, np.unique(a[sel])] = True
+                probes.append(fit_probe(base, Z[sel], a[sel]) if present[j].sum() > 1
+                              else None)
         self.sa_probe_ = probes[0] if n_classes == 1 else dict(enumerate(probes))
         return TorchProbe(probes, K, present, self._torch_device())
 

@@ -354,7 +354,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             "estimator": type(self).__name__,
             "n_features_out": int(self.n_features_out_),
             "channel_shared": bool(self.channel_shared),
-            "noise_resolution": list(resolution) if isinstance(resolution, tuple) else resolution,
+            "noise_resolution": ([int(r) for r in resolution] if isinstance(resolution, tuple)
+                                 else None if resolution is None else int(resolution)),
             "feature_names": None if names is None else [str(n) for n in names],
             "input_scaling": _INPUT_SCALING,
             "params": _json_params(self),
@@ -449,11 +450,10 @@ def _json_params(estimator: BaseNoiseTransformer) -> dict[str, Any]:
     for name, value in estimator.get_params(deep=False).items():
         if isinstance(value, torch.device):
             value = str(value)
-        if isinstance(value, tuple):
-            value = list(value)
-        if name != "encoder" and (
-                value is None or isinstance(value, (bool, str, numbers.Integral, numbers.Real))
-                or (isinstance(value, list) and all(isinstance(v, numbers.Integral)
-                                                    for v in value))):
-            params[name] = value.item() if isinstance(value, np.generic) else value
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, tuple) and all(isinstance(v, numbers.Integral) for v in value):
+            value = [int(v) for v in value]  # noise_resolution
+        if name != "encoder" and (value is None or isinstance(value, (str, numbers.Real, list))):
+            params[name] = value
     return params

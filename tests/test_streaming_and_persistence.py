@@ -207,7 +207,8 @@ def test_missing_file_is_file_not_found(tmp_path):
 
 
 # -- the training parameters travel with the edit -----------------------------------------------
-TRAINED = dict(edit="additive", objective="confusion", lambda_reg=0.03, noise_resolution=(4, 8),
+TRAINED = dict(edit="additive", objective="confusion", lambda_reg=0.03,
+               noise_resolution=(np.int64(4), 8),  # NumPy integers too
                conditional=False, learning_rate=0.02, max_epochs=2, batch_size=64,
                random_state=7)
 

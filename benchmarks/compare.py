@@ -187,7 +187,7 @@ def synthetic_split(scenario: str, n: int, seed: int, image_size: int):
                                 random_state=seed + 1000, **params)
 
     def pack(b):
-        return {"X": b.images, "X_oracle": b.oracle_images, "y": b.y, "a": b.sensitive}
+        return {"X": b.images, "X_oracle": b.oracle_images, "y": b.y, "a": b.sensitive_features}
 
     return pack(train), pack(test)
 
@@ -195,12 +195,12 @@ def synthetic_split(scenario: str, n: int, seed: int, image_size: int):
 def csv_split(path: str, image_root: str | None, image_size: int, seed: int):
     data = load_image_csv(path, image_root=image_root, image_size=image_size)
     X = np.asarray(data.images[np.arange(len(data.images))], dtype=np.float32)
-    strata = pd.Series(data.y).astype(str) + "|" + pd.Series(data.sensitive).astype(str)
+    strata = pd.Series(data.y).astype(str) + "|" + pd.Series(data.sensitive_features).astype(str)
     idx_tr, idx_te = train_test_split(np.arange(len(X)), test_size=0.5, random_state=seed,
                                       stratify=strata)
 
     def pack(i):
-        return {"X": X[i], "y": np.asarray(data.y)[i], "a": np.asarray(data.sensitive)[i]}
+        return {"X": X[i], "y": np.asarray(data.y)[i], "a": np.asarray(data.sensitive_features)[i]}
 
     return pack(idx_tr), pack(idx_te)
 

@@ -89,7 +89,7 @@ class Bench:
         self.test = make_spurious_images(n_test, image_size=32, random_state=1)
         self.encoder = make_encoder()
         clean = self.embed(self.train.images)
-        self.adversary = Adversary("mean_gap", None, self.train.sensitive, self.train.y,
+        self.adversary = Adversary("mean_gap", None, self.train.sensitive_features, self.train.y,
                                    clean, torch.device("cpu"))
 
     def embed(self, X: np.ndarray) -> np.ndarray:
@@ -111,12 +111,12 @@ class Bench:
             z = torch.as_tensor(Z_train, dtype=torch.float32)
             gap = float(self.adversary(z, everything))
             loss = gap if adversary is None else float(adversary(z, everything))
-        within = [self._auc(Z_train[tr.y == c], tr.sensitive[tr.y == c],
-                            Z_test[te.y == c], te.sensitive[te.y == c]) for c in (0, 1)]
+        within = [self._auc(Z_train[tr.y == c], tr.sensitive_features[tr.y == c],
+                            Z_test[te.y == c], te.sensitive_features[te.y == c]) for c in (0, 1)]
         return {
             "gap": gap,
             "objective": loss + penalty,
-            "leakage": self._auc(Z_train, tr.sensitive, Z_test, te.sensitive),
+            "leakage": self._auc(Z_train, tr.sensitive_features, Z_test, te.sensitive_features),
             "leakage within y": float(np.mean(within)),
             "task AUC": self._auc(Z_train, tr.y, Z_test, te.y),
         }
@@ -133,7 +133,7 @@ class Bench:
 
     @property
     def groups(self) -> np.ndarray:
-        return self.train.sensitive
+        return self.train.sensitive_features
 
 
 def mean_rows(rows: list[dict]) -> dict:

@@ -90,7 +90,7 @@ def main(quick: bool = False) -> GeZONoiseTransformer:
 
     start = time.perf_counter()
     try:
-        gezo.fit(train.images, train.y, sensitive_features=train.sensitive)
+        gezo.fit(train.images, train.y, sensitive_features=train.sensitive_features)
     except QueryError as error:
         print(f"fit stopped: {error}\n")
         print(f"kept: {gezo.n_iter_} iterations, {gezo.n_queries_:,} images paid for")
@@ -98,15 +98,15 @@ def main(quick: bool = False) -> GeZONoiseTransformer:
     # The service is back: continue the same search where it stopped.
     api.restore()
     gezo.set_params(warm_start=True)
-    gezo.fit(train.images, train.y, sensitive_features=train.sensitive)
+    gezo.fit(train.images, train.y, sensitive_features=train.sensitive_features)
     seconds = time.perf_counter() - start
     print(f"done: {gezo.n_iter_} iterations, {gezo.n_queries_:,} of {budget:,} images in "
           f"{seconds:.1f} s with 4 concurrent requests ({api.requests} requests in all, "
           "retries included)")
 
     def leakage(Z_train: np.ndarray, Z_test: np.ndarray) -> float:
-        return leakage_auc(Z_train, train.sensitive, y=train.y, Z_test=Z_test,
-                           sensitive_features_test=test.sensitive, y_test=test.y)
+        return leakage_auc(Z_train, train.sensitive_features, y=train.y, Z_test=Z_test,
+                           sensitive_features_test=test.sensitive_features, y_test=test.y)
 
     with torch.no_grad():  # the clean embeddings, computed locally (no API cost here)
         clean = [api.model(torch.from_numpy(d.images)).numpy() for d in (train, test)]

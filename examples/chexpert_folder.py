@@ -12,7 +12,7 @@ it runs anywhere. Point it at the real thing with ``--csv``:
 
     python examples/chexpert_folder.py --quick
     python examples/chexpert_folder.py --csv data/CheXpert-v1.0-small/train.csv \\
-        --image-root data --finding "Pleural Effusion" --sensitive Sex
+        --image-root data --finding "Pleural Effusion" --sensitive-column Sex
 
 Reading image files needs Pillow (``pip install pillow``).
 """
@@ -43,7 +43,7 @@ def write_fake_chexpert(root: Path, n: int, seed: int = 0) -> Path:
     data = make_spurious_images(n, image_size=64, correlation=0.7, random_state=seed)
     rng = np.random.default_rng(seed)
     rows = []
-    for i, (image, label, group) in enumerate(zip(data.images, data.y, data.sensitive,
+    for i, (image, label, group) in enumerate(zip(data.images, data.y, data.sensitive_features,
                                                   strict=True)):
         relative = Path("CheXpert-v1.0-small", "train", f"patient{i:05d}", "study1",
                         "view1_frontal.png")
@@ -68,25 +68,26 @@ def write_fake_chexpert(root: Path, n: int, seed: int = 0) -> Path:
 
 
 def main(quick: bool = False, csv: str | None = None, image_root: str | None = None,
-         finding: str = "Pleural Effusion", sensitive: str = "Sex") -> None:
+         finding: str = "Pleural Effusion", sensitive_column: str = "Sex") -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if csv is None:
             csv = write_fake_chexpert(Path(tmp), n=240 if quick else 1200)
             image_root = tmp  # the CSV's paths start with CheXpert-v1.0-small/
             print(f"wrote a CheXpert-style folder to {tmp}")
         data = load_chexpert_style(csv, image_root, finding=finding, uncertain="zeros",
-                                   sensitive=sensitive, frontal_only=True, image_size=32)
+                                   sensitive_column=sensitive_column, frontal_only=True,
+                                   image_size=32)
         print(f"{len(data.y)} frontal images, {data.y.mean():.0%} positive for {finding!r}; "
-              f"groups: {pd.Series(data.sensitive).value_counts().to_dict()}")
+              f"groups: {pd.Series(data.sensitive_features).value_counts().to_dict()}")
         print(f"images: {data.images!r} (read lazily)")
 
         # Split by row; stratify on (label, group) so both halves hold every cell.
-        cells = pd.Series(data.y).astype(str) + "/" + pd.Series(data.sensitive).astype(str)
+        cells = pd.Series(data.y).astype(str) + "/" + pd.Series(data.sensitive_features).astype(str)
         train_idx, test_idx = train_test_split(np.arange(len(data.y)), test_size=0.3,
                                                stratify=cells, random_state=0)
         X_train, X_test = data.images[train_idx], data.images[test_idx]  # reads those files
         y_train, y_test = data.y[train_idx], data.y[test_idx]
-        a_train, a_test = data.sensitive[train_idx], data.sensitive[test_idx]
+        a_train, a_test = data.sensitive_features[train_idx], data.sensitive_features[test_idx]
 
         pipe = Pipeline([
             ("noise", DebiasedNoiseTransformer(make_standin_encoder(random_state=0),
@@ -108,6 +109,6 @@ if __name__ == "__main__":
     parser.add_argument("--image-root", help="folder the CSV's Path column is relative to "
                         "(default: the CSV's folder)")
     parser.add_argument("--finding", default="Pleural Effusion", help="label column")
-    parser.add_argument("--sensitive", default="Sex", help='"Sex", "Age" or any column')
+    parser.add_argument("--sensitive-column", default="Sex", help='"Sex", "Age" or any column')
     args = parser.parse_args()
-    main(args.quick, args.csv, args.image_root, args.finding, args.sensitive)
+    main(args.quick, args.csv, args.image_root, args.finding, args.sensitive_column)

@@ -60,7 +60,7 @@ def main(quick: bool = False, plot: str | None = None) -> GridSearchCV:
         "utility": make_utility_fairness_scorer(alpha=1.0),  # AUC - 1.0 * EOdds gap
     }
     # The folds are stratified on (label, group) so that every fold holds every cell.
-    cells = train.y * 2 + train.sensitive
+    cells = train.y * 2 + train.sensitive_features
     folds = list(StratifiedKFold(n_splits=2 if quick else 3, shuffle=True,
                                  random_state=0).split(train.images, cells))
     search = GridSearchCV(pipe, grid, scoring=scoring, refit="utility", cv=folds)
@@ -68,7 +68,7 @@ def main(quick: bool = False, plot: str | None = None) -> GridSearchCV:
     # Routing on, only for this block: the same call without it would not reach the
     # transformer (it would warn and learn no edit) nor the scorers (they would raise).
     with sklearn.config_context(enable_metadata_routing=True):
-        search.fit(train.images, train.y, sensitive_features=train.sensitive)
+        search.fit(train.images, train.y, sensitive_features=train.sensitive_features)
 
     results = pd.DataFrame(search.cv_results_)
     columns = ["param_noise__lambda_reg", "mean_test_auc", "mean_test_neg_eod",
@@ -77,7 +77,7 @@ def main(quick: bool = False, plot: str | None = None) -> GridSearchCV:
     print(f"refit on the whole training set with {search.best_params_}")
 
     proba = search.predict_proba(test.images)[:, 1]
-    summary = fairness_report(test.y, proba, sensitive_features=test.sensitive).summary
+    summary = fairness_report(test.y, proba, sensitive_features=test.sensitive_features).summary
     print(f"test set: task AUC {summary['overall_auc']:.3f}, equalized-odds gap "
           f"{summary['equalized_odds_difference']:.3f}")
 

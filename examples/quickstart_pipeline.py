@@ -47,14 +47,14 @@ def main(quick: bool = False) -> None:
         ("scale", StandardScaler()),
         ("clf", LogisticRegression(max_iter=2000)),
     ])
-    debiased.fit(train.images, train.y, noise__sensitive_features=train.sensitive)
+    debiased.fit(train.images, train.y, noise__sensitive_features=train.sensitive_features)
 
     for name, pipe in (("plain", plain), ("debiased", debiased)):
         proba = pipe.predict_proba(test.images)[:, 1]  # no groups needed here
-        report = fairness_report(test.y, proba, sensitive_features=test.sensitive)
+        report = fairness_report(test.y, proba, sensitive_features=test.sensitive_features)
         Z_train, Z_test = pipe[0].transform(train.images), pipe[0].transform(test.images)
-        leak = leakage_auc(Z_train, train.sensitive, y=train.y, Z_test=Z_test,
-                           sensitive_features_test=test.sensitive, y_test=test.y)
+        leak = leakage_auc(Z_train, train.sensitive_features, y=train.y, Z_test=Z_test,
+                           sensitive_features_test=test.sensitive_features, y_test=test.y)
         s = report.summary
         print(f"{name:>9}: task AUC {s['overall_auc']:.3f}, equalized-odds gap "
               f"{s['equalized_odds_difference']:.3f}, conditional leakage {leak:.3f}")

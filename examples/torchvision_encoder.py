@@ -87,14 +87,14 @@ def main(quick: bool = False, pretrained: bool = False) -> None:
         ("scale", StandardScaler()),
         ("clf", LogisticRegression(max_iter=2000)),
     ])
-    pipe.fit(train.images, train.y, noise__sensitive_features=train.sensitive)
+    pipe.fit(train.images, train.y, noise__sensitive_features=train.sensitive_features)
 
     dne = pipe.named_steps["noise"]
     Z_train, Z_test = dne.transform(train.images), dne.transform(test.images)
     proba = pipe[1:].predict_proba(Z_test)[:, 1]
-    summary = fairness_report(test.y, proba, sensitive_features=test.sensitive).summary
-    leak = leakage_auc(Z_train, train.sensitive, y=train.y, Z_test=Z_test,
-                       sensitive_features_test=test.sensitive, y_test=test.y)
+    summary = fairness_report(test.y, proba, sensitive_features=test.sensitive_features).summary
+    leak = leakage_auc(Z_train, train.sensitive_features, y=train.y, Z_test=Z_test,
+                       sensitive_features_test=test.sensitive_features, y_test=test.y)
     print(f"embeddings: {Z_test.shape[1]} features; test task AUC "
           f"{summary['overall_auc']:.3f}, equalized-odds gap "
           f"{summary['equalized_odds_difference']:.3f}, conditional leakage {leak:.3f}")

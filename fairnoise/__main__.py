@@ -34,6 +34,7 @@ examples:
   python -m fairnoise demo                         the full run (about 2000 images)
   python -m fairnoise demo --quick                 seconds, for CI
   python -m fairnoise demo --shortcut contrast     a shortcut no universal mask can remove
+  python -m fairnoise demo --threads 1             on a busy or shared machine
   python -m fairnoise demo --encoder mypkg.models:build_encoder --n-channels 3 --image-size 224
 """
 
@@ -64,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     --------
     >>> from fairnoise.__main__ import build_parser
     >>> args = build_parser().parse_args(["demo", "--shortcut", "contrast", "--no-gezo"])
-    >>> args.command, args.shortcut, args.gezo, args.out
-    ('demo', 'contrast', False, 'fairnoise-report')
+    >>> args.command, args.shortcut, args.gezo, args.out, args.threads
+    ('demo', 'contrast', False, 'fairnoise-report', None)
     """
     parser = argparse.ArgumentParser(
         prog="fairnoise",
@@ -112,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="concurrent GeZO queries (threads) (default: one at a time)")
     methods.add_argument("--no-sweep", dest="sweep", action="store_false",
                          help="skip the lambda_reg sweep of DNE behind the trade-off figure")
+    methods.add_argument("--threads", type=_positive_int, default=None, metavar="T",
+                         help="threads of torch and of the BLAS/OpenMP pools for the run "
+                              "(default: their own, one per core); on a machine shared with "
+                              "other work, --threads 1 can be several times faster")
     output = demo.add_argument_group("output")
     output.add_argument("--out", default="fairnoise-report", metavar="DIR",
                         help="report folder, created if needed (default: fairnoise-report)")
@@ -183,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              correlation=args.correlation, seed=args.seed, out=args.out, quick=args.quick,
              gezo=args.gezo, max_queries=args.max_queries, n_jobs=args.n_jobs,
              sweep=args.sweep, n_boot=args.n_boot, encoder=encoder, plots=args.plots,
-             verbose=not args.quiet)
+             threads=args.threads, verbose=not args.quiet)
     return 0
 
 

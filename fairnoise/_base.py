@@ -25,8 +25,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._groups import encode_groups
+from ._dask import is_dask_array, transform_dask
+from ._groups import encode_groups, plain
 from ._inputs import chunk_rows, read_rows, validate_inputs
+from ._threads import blas_within_torch
 from .edits import EDITS, FittedEdit, NoiseSpace, input_mean
 from .edits._file import save_edit
 from .encoders import CallableEncoder, TorchEncoder
@@ -50,10 +52,11 @@ def codes_in(labels: Any, classes: np.ndarray, name: str, n_samples: int) -> np.
     index = pd.Index(list(classes), tupleize_cols=False)
     mapping = index.get_indexer(pd.Index(list(seen), tupleize_cols=False))
     if (mapping < 0).any():
-        unseen = [label for label, m in zip(seen, mapping, strict=True) if m < 0]
+        unseen = [plain(label) for label, m in zip(seen, mapping, strict=True) if m < 0]
         raise ValueError(
             f"{name} holds labels {unseen!r} that the first partial_fit call did not see "
-            f"(known: {list(classes)!r}); the first batch must contain every label."
+            f"(known: {[plain(c) for c in classes]!r}); the first batch must contain every "
+            "label."
         )
     return mapping[codes].astype(np.int64)
 
@@ -175,9 +178,10 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         self : object
             The fitted transformer.
         """
+        shipped = self.__dict__.pop("_loaded_from", None)  # a loaded edit, replaced by this fit
         X = self._start(X)
         if sensitive_features is None:
-            self._warn_no_groups()
+            self._warn_no_groups(shipped)
             self._store_identity(X)
             return self
         a, ycode = self._codes(sensitive_features, y, len(X), reset=True)
@@ -195,10 +199,15 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         self._fill = self._compute_fill(X)
         return X
 
-    def _warn_no_groups(self) -> None:
+    def _warn_no_groups(self, shipped: str | None = None) -> None:
         self.__dict__.pop("_X_index", None)  # no labels to align
-        warnings.warn(_NO_GROUPS_WARNING.format(cls=type(self).__name__), UserWarning,
-                      stacklevel=3)
+        message = _NO_GROUPS_WARNING.format(cls=type(self).__name__)
+        if shipped is not None:
+            message += (f" This transformer was loaded from {shipped}, and fit has replaced "
+                        "that edit: to use a shipped edit in a Pipeline without refitting it, "
+                        "wrap it in sklearn.frozen.FrozenEstimator, or load it with "
+                        "load_noise(path, frozen=True).")
+        warnings.warn(message, UserWarning, stacklevel=3)
 
     def _codes(self, sensitive_features: Any, y: Any, n_samples: int, *,
                reset: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -244,10 +253,12 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         K = len(self.classes_sensitive_)
         n_classes = int(ycode.max()) + 1
         probes, present = [], np.zeros((n_classes, K), bool)
-        for j in range(n_classes):
-            sel = ycode == j
-            present[j, np.unique(a[sel])] = True
-            probes.append(fit_probe(base, Z[sel], a[sel]) if present[j].sum() > 1 else None)
+        with blas_within_torch():  # one thread setting, torch's, for the whole fit
+            for j in range(n_classes):
+                sel = ycode == j
+                present[j, np.unique(a[sel])] = True
+                probes.append(fit_probe(base, Z[sel], a[sel]) if present[j].sum() > 1
+                              else None)
         self.sa_probe_ = probes[0] if n_classes == 1 else dict(enumerate(probes))
         return TorchProbe(probes, K, present, self._torch_device())
 
@@ -429,14 +440,17 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
 
         check_is_fitted(self)
         names = getattr(self, "feature_names_in_", None)
+        resolution = self._resolution()  # GeZO's "auto" resolved: the grid that was searched
         return save_edit(path, self.edit_, {
             "fairnoise_version": __version__,
             "estimator": type(self).__name__,
             "n_features_out": int(self.n_features_out_),
             "channel_shared": bool(self.channel_shared),
-            "noise_resolution": self.noise_resolution,
+            "noise_resolution": ([int(r) for r in resolution] if isinstance(resolution, tuple)
+                                 else None if resolution is None else int(resolution)),
             "feature_names": None if names is None else [str(n) for n in names],
             "input_scaling": _INPUT_SCALING,
+            "params": _json_params(self),
         })
 
     def __getstate__(self) -> dict[str, Any]:
@@ -488,16 +502,25 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of the same per-sample shape as in ``fit``
+            As in ``fit``, or a Dask array: the result is then a Dask array too, computed
+            lazily block by block (on a cluster's workers, which receive the edit and the
+            encoder once); see the scale guide.
 
         Returns
         -------
-        Xt : ndarray
+        Xt : ndarray or dask.array.Array
             ``φ(edit(X))`` of shape (n_samples, n_features_out_) for ``output="embeddings"``,
             or ``edit(X)`` with the shape of ``X`` for ``output="images"``.
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            return transform_dask(self, X)
         X = validate_inputs(self, X, reset=False)
         self._encoder = self._check_encoder()
+        return self._transform_validated(X)
+
+    def _transform_validated(self, X: Any) -> np.ndarray:
+        """``transform`` of validated inputs, with the encoder already wrapped."""
         if self.output == "images":
             # written chunk by chunk into one array: peak memory is the output and a chunk
             out, start = None, 0
@@ -545,3 +568,19 @@ def _holds_torch(value: Any, depth: int = 0) -> bool:
         return any(_holds_torch(v, depth + 1) for v in value)
     attrs = getattr(value, "__dict__", None)
     return isinstance(attrs, dict) and _holds_torch(attrs, depth + 1)
+
+
+def _json_params(estimator: BaseNoiseTransformer) -> dict[str, Any]:
+    """The training parameters that JSON can hold (tuples as lists, a device as its name);
+    the encoder and values such as a probe object or a ``RandomState`` are left out."""
+    params = {}
+    for name, value in estimator.get_params(deep=False).items():
+        if isinstance(value, torch.device):
+            value = str(value)
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, tuple) and all(isinstance(v, numbers.Integral) for v in value):
+            value = [int(v) for v in value]  # noise_resolution
+        if name != "encoder" and (value is None or isinstance(value, (str, numbers.Real, list))):
+            params[name] = value
+    return params

@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch, check_random_state
 
+from ._deprecation import UNSET, RenamedKeyBunch, renamed_argument
+
 __all__ = [
     "LazyImageArray",
     "load_chexpert_style",
@@ -223,8 +225,9 @@ def make_spurious_images(
             The same images without the shortcut (the clean layer).
         y : ndarray of shape (n_samples,)
             Disease label (int64, 1 = lesion present).
-        sensitive : ndarray of shape (n_samples,)
-            Group (int64 in ``0..n_groups-1``).
+        sensitive_features : ndarray of shape (n_samples,)
+            Group (int64 in ``0..n_groups-1``). Also readable as ``sensitive``, deprecated
+            (a ``FutureWarning``; removed in fairnoise 0.3).
         shortcut_mask : ndarray of shape (n_samples, image_size, image_size)
             True where the shortcut touches the image (the marker square, the lit
             text pixels, or every pixel for the non-local kinds); ``images`` equal
@@ -360,11 +363,11 @@ def make_spurious_images(
         + f". Pixel noise std {noise_std:g}. oracle_images are the images without the "
         "shortcut."
     )
-    return Bunch(
+    return RenamedKeyBunch(
         images=images,
         oracle_images=oracle_images,
         y=y,
-        sensitive=sensitive.astype(np.int64),
+        sensitive_features=sensitive.astype(np.int64),
         shortcut_mask=shortcut_mask,
         DESCR=description,
     )
@@ -654,11 +657,12 @@ def load_chexpert_style(
     *,
     finding: str = "Pleural Effusion",
     uncertain: str = "zeros",
-    sensitive: str = "Sex",
+    sensitive_column: str = "Sex",
     age_bins: Sequence[float] = (60,),
     frontal_only: bool = False,
     image_size: int | tuple[int, int] = 224,
     n_channels: int = 1,
+    sensitive: str = UNSET,
 ) -> Bunch:
     """Load a CheXpert-style chest X-ray table and its images (read lazily).
 
@@ -680,20 +684,23 @@ def load_chexpert_style(
     uncertain : {"zeros", "ones", "ignore"}, default="zeros"
         Uncertain (-1) labels: mapped to 0 (U-Zeros), mapped to 1 (U-Ones), or their
         rows dropped.
-    sensitive : str, default="Sex"
+    sensitive_column : str, default="Sex"
         Column giving the group. ``"Sex"``: its values (e.g. "Female", "Male"), rows with
         missing or "Unknown" sex dropped. ``"Age"``: binned by ``age_bins`` into labels
         "<60" and ">=60" (middle bins of more edges read like "[40, 60)"). Any other
         column: its values as they are.
     age_bins : sequence of float, default=(60,)
-        Increasing bin edges for ``sensitive="Age"``; an age equal to an edge goes to
-        the upper bin.
+        Increasing bin edges for ``sensitive_column="Age"``; an age equal to an edge goes
+        to the upper bin.
     frontal_only : bool, default=False
         Keep only rows whose ``Frontal/Lateral`` is "Frontal".
     image_size : int or (int, int), default=224
         Output height and width of the images.
     n_channels : {1, 3}, default=1
         Grayscale or RGB images.
+    sensitive : str
+        Deprecated name of ``sensitive_column`` (a ``FutureWarning``; removed in
+        fairnoise 0.3).
 
     Returns
     -------
@@ -702,8 +709,9 @@ def load_chexpert_style(
             The kept rows' images, read on indexing.
         y : ndarray of shape (n_kept,)
             Binary label (int64) of ``finding``.
-        sensitive : ndarray of shape (n_kept,)
-            Group label per image (object array of strings).
+        sensitive_features : ndarray of shape (n_kept,)
+            Group label per image (object array of strings). Also readable as
+            ``sensitive``, deprecated.
         frame : pandas.DataFrame
             The kept rows of the CSV, in the same order, with a fresh index.
 
@@ -711,7 +719,7 @@ def load_chexpert_style(
     ------
     ValueError
         If the CSV is empty or has no rows, a needed column is missing, a finding value is
-        not 1, 0, -1 or blank, an age is not a finite number (``sensitive="Age"``), a kept
+        not 1, 0, -1 or blank, an age is not a finite number (``sensitive_column="Age"``), a kept
         row's ``Path`` is blank, or the filters leave no row. The message names the column
         and the first offending row (counted from 0 after the header) and value.
     FileNotFoundError
@@ -730,25 +738,27 @@ def load_chexpert_style(
     ...     _ = f.write("Path,Sex,Age,Pleural Effusion\\n0.jpg,Female,70,1\\n"
     ...                 "1.jpg,Male,40,-1\\n2.jpg,Male,65,\\n")
     >>> data = load_chexpert_style(os.path.join(root, "train.csv"), image_size=8)
-    >>> data.images.shape, data.y.tolist(), data.sensitive.tolist()
+    >>> data.images.shape, data.y.tolist(), data.sensitive_features.tolist()
     ((3, 1, 8, 8), [1, 0, 0], ['Female', 'Male', 'Male'])
     """
+    column = renamed_argument(sensitive_column, sensitive, new="sensitive_column",
+                              old="sensitive", func="load_chexpert_style", default="Sex")
     _check_uncertain(uncertain)
-    required = ["Path", finding, sensitive] + (["Frontal/Lateral"] if frontal_only else [])
+    required = ["Path", finding, column] + (["Frontal/Lateral"] if frontal_only else [])
     frame = _read_csv(csv_path, required, text=["Path"])
 
     filters = []  # (what a filter drops, the rows it keeps)
-    if sensitive == "Age":
+    if column == "Age":
         age = _age_years(frame["Age"])
         group = _age_groups(age.fillna(0), age_bins)
         filters.append(("rows with a blank 'Age'", age.notna()))
     else:
-        group = frame[sensitive]
-        if sensitive == "Sex":
+        group = frame[column]
+        if column == "Sex":
             filters.append(("rows with a blank or 'Unknown' 'Sex'",
                             ~_blank(group) & (group != "Unknown")))
         else:
-            filters.append((f"rows with a blank {sensitive!r}", ~_blank(group)))
+            filters.append((f"rows with a blank {column!r}", ~_blank(group)))
     if frontal_only:
         filters.append(("rows whose 'Frontal/Lateral' is not 'Frontal'",
                         frame["Frontal/Lateral"] == "Frontal"))
@@ -764,10 +774,10 @@ def load_chexpert_style(
 
     paths = _resolve_paths(frame.loc[keep, "Path"], csv_path, image_root)
     frame = frame[keep].reset_index(drop=True)
-    return Bunch(
+    return RenamedKeyBunch(
         images=LazyImageArray(paths, image_size=image_size, n_channels=n_channels),
         y=label[keep].to_numpy(dtype=np.int64),
-        sensitive=group[keep].to_numpy(dtype=object),
+        sensitive_features=group[keep].to_numpy(dtype=object),
         frame=frame,
     )
 
@@ -777,10 +787,11 @@ def load_image_csv(
     *,
     path_column: str = "path",
     label_column: str = "label",
-    group_column: str = "group",
+    sensitive_column: str = "group",
     image_root: str | os.PathLike | None = None,
     image_size: int | tuple[int, int] = 224,
     n_channels: int = 1,
+    group_column: str = UNSET,
 ) -> Bunch:
     """Load a generic CSV of image path, label and group (images read lazily).
 
@@ -792,7 +803,7 @@ def load_image_csv(
         Column of image file paths, relative to ``image_root`` (or absolute).
     label_column : str, default="label"
         Column of task labels (returned as they are).
-    group_column : str, default="group"
+    sensitive_column : str, default="group"
         Column of sensitive group labels (returned as they are).
     image_root : str or path-like, default=None
         Directory relative paths start from; None means the CSV's directory.
@@ -800,6 +811,9 @@ def load_image_csv(
         Output height and width of the images.
     n_channels : {1, 3}, default=1
         Grayscale or RGB images.
+    group_column : str
+        Deprecated name of ``sensitive_column`` (a ``FutureWarning``; removed in
+        fairnoise 0.3).
 
     Returns
     -------
@@ -808,8 +822,8 @@ def load_image_csv(
             The images, read on indexing.
         y : ndarray of shape (n_rows,)
             Values of ``label_column``.
-        sensitive : ndarray of shape (n_rows,)
-            Values of ``group_column``.
+        sensitive_features : ndarray of shape (n_rows,)
+            Values of ``sensitive_column``. Also readable as ``sensitive``, deprecated.
         frame : pandas.DataFrame
             The CSV.
 
@@ -832,9 +846,11 @@ def load_image_csv(
     >>> with open(os.path.join(root, "index.csv"), "w") as f:
     ...     _ = f.write("path,label,group\\na.png,1,site-A\\n")
     >>> data = load_image_csv(os.path.join(root, "index.csv"), image_size=8, n_channels=3)
-    >>> data.images[0].shape, data.y.tolist(), data.sensitive.tolist()
+    >>> data.images[0].shape, data.y.tolist(), data.sensitive_features.tolist()
     ((3, 8, 8), [1], ['site-A'])
     """
+    group_column = renamed_argument(sensitive_column, group_column, new="sensitive_column",
+                                    old="group_column", func="load_image_csv", default="group")
     frame = _read_csv(csv_path, [path_column, label_column, group_column], text=[path_column])
     for column in (label_column, group_column):
         missing = _blank(frame[column])
@@ -842,13 +858,13 @@ def load_image_csv(
             raise ValueError(
                 f"Column {column!r} has {int(missing.sum())} missing value(s): {_rows(missing)}."
             )
-    return Bunch(
+    return RenamedKeyBunch(
         images=LazyImageArray(
             _resolve_paths(frame[path_column], csv_path, image_root),
             image_size=image_size,
             n_channels=n_channels,
         ),
         y=frame[label_column].to_numpy(),
-        sensitive=frame[group_column].to_numpy(),
+        sensitive_features=frame[group_column].to_numpy(),
         frame=frame,
     )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import numbers
 import platform
 import sys
 import time
@@ -50,6 +51,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from ._markdown import markdown_table
+from ._threads import use_threads
 from .datasets import make_spurious_images
 from .dne import DebiasedNoiseTransformer
 from .encoders import TorchEncoder, make_standin_encoder
@@ -185,16 +187,16 @@ def _score(pipe: Pipeline, X_train: np.ndarray, X_test: np.ndarray, data: Bunch,
     Z_test = pipe[:-1].transform(X_test)
     proba = pipe[-1].predict_proba(Z_test)[:, 1]
     train, test = data.train, data.test
-    report = fairness_report(test.y, proba, sensitive_features=test.sensitive,
+    report = fairness_report(test.y, proba, sensitive_features=test.sensitive_features,
                              n_boot=n_boot, random_state=seed)
     extra: dict[str, float] = {}
     if leakage:
         Z_train = pipe[:-1].transform(X_train)
-        extra["leakage"] = leakage_auc(Z_train, train.sensitive, Z_test=Z_test,
-                                       sensitive_features_test=test.sensitive)
+        extra["leakage"] = leakage_auc(Z_train, train.sensitive_features, Z_test=Z_test,
+                                       sensitive_features_test=test.sensitive_features)
         extra["cond. leakage"] = leakage_auc(
-            Z_train, train.sensitive, y=train.y, Z_test=Z_test,
-            sensitive_features_test=test.sensitive, y_test=test.y)
+            Z_train, train.sensitive_features, y=train.y, Z_test=Z_test,
+            sensitive_features_test=test.sensitive_features, y_test=test.y)
     return report, extra
 
 
@@ -269,6 +271,7 @@ def run_demo(
     n_boot: int | None = None,
     encoder: torch.nn.Module | None = None,
     plots: bool = True,
+    threads: int | None = None,
     verbose: bool = True,
     stream: TextIO | None = None,
 ) -> DemoResult:
@@ -325,6 +328,11 @@ def run_demo(
     plots : bool, default=True
         Write the PNG figures (needs matplotlib: ``pip install "fairnoise[plot]"``;
         without it the figures are skipped with a note).
+    threads : int, default=None
+        Threads of torch's intra-op pool and of the BLAS/OpenMP pools for the run; the
+        settings are restored afterwards. None leaves them as they are (torch's default
+        is one per core). On a machine shared with other work, 1 can be several times
+        faster (see the scale guide).
     verbose : bool, default=True
         Print the header, progress bars, the table and the notes.
     stream : file-like, default=None
@@ -345,6 +353,22 @@ def run_demo(
     ['task AUC', 'TPR a=0', 'TPR a=1', 'TNR a=0', 'TNR a=1', 'EO gap', 'EOdds gap',
      '|1-DI|', 'leakage', 'cond. leakage']
     """
+    if threads is not None and (not isinstance(threads, numbers.Integral) or threads < 1):
+        raise ValueError(f"threads must be a positive integer or None; got {threads!r}.")
+    with use_threads(threads):
+        return _run_demo(n_samples=n_samples, image_size=image_size, n_channels=n_channels,
+                         shortcut=shortcut, correlation=correlation, seed=seed, out=out,
+                         quick=quick, gezo=gezo, max_queries=max_queries, n_jobs=n_jobs,
+                         sweep=sweep, n_boot=n_boot, encoder=encoder, plots=plots,
+                         threads=threads, verbose=verbose, stream=stream)
+
+
+def _run_demo(*, n_samples: int | None, image_size: int, n_channels: int, shortcut: str,
+              correlation: float, seed: int, out: str | Path | None, quick: bool, gezo: bool,
+              max_queries: int | None, n_jobs: int | None, sweep: bool, n_boot: int | None,
+              encoder: torch.nn.Module | None, plots: bool, threads: int | None,
+              verbose: bool, stream: TextIO | None) -> DemoResult:
+    """:func:`run_demo` within its thread settings."""
     preset = _QUICK if quick else _FULL
     n_samples = preset["n_samples"] if n_samples is None else int(n_samples)
     max_queries = preset["max_queries"] if max_queries is None else int(max_queries)
@@ -357,7 +381,7 @@ def run_demo(
     settings = dict(n_samples=n_samples, image_size=image_size, n_channels=n_channels,
                     shortcut=shortcut, correlation=correlation, seed=seed, quick=quick,
                     gezo=gezo, max_queries=max_queries, n_jobs=n_jobs, sweep=sweep,
-                    n_boot=n_boot, standin_encoder=encoder is None)
+                    n_boot=n_boot, standin_encoder=encoder is None, threads=threads)
     seconds: dict[str, float] = {}
 
     say(f"fairnoise {__version__} demo: {n_samples} training + {n_samples} test synthetic "
@@ -408,7 +432,8 @@ def run_demo(
         dne = DebiasedNoiseTransformer(encoder=module, random_state=seed,
                                        verbose=int(verbose), **preset["dne"])
         pipelines[DNE] = Pipeline([("noise", dne), ("clf", _head())])
-        pipelines[DNE].fit(train.images, train.y, noise__sensitive_features=train.sensitive)
+        pipelines[DNE].fit(train.images, train.y,
+                           noise__sensitive_features=train.sensitive_features)
         evaluate(DNE, train.images, test.images)
         bar.update()
 
@@ -419,7 +444,7 @@ def run_demo(
                                       n_jobs=n_jobs, random_state=seed, verbose=int(verbose))
             pipelines[GEZO] = Pipeline([("noise", gz), ("clf", _head())])
             pipelines[GEZO].fit(train.images, train.y,
-                                noise__sensitive_features=train.sensitive)
+                                noise__sensitive_features=train.sensitive_features)
             evaluate(GEZO, train.images, test.images)
             bar.update()
 
@@ -447,7 +472,8 @@ def run_demo(
                     params = {**preset["sweep_dne"], "lambda_reg": lam, "verbose": 0}
                     pipe = Pipeline([("noise", clone(dne).set_params(**params)),
                                      ("clf", _head())])
-                    pipe.fit(train.images, train.y, noise__sensitive_features=train.sensitive)
+                    pipe.fit(train.images, train.y,
+                             noise__sensitive_features=train.sensitive_features)
                     report, _ = _score(pipe, train.images, test.images, data, 0, seed,
                                        leakage=False)
                     bar.update()
@@ -529,7 +555,7 @@ def _write_figures(result: DemoResult, out: Path,
     for key, method in (("edits", DNE), ("edits_gezo", GEZO)):
         if method in transformers:
             save(key, plotting.plot_edit_examples(transformers[method], test.images,
-                                                  test.sensitive, test.oracle_images))
+                                                  test.sensitive_features, test.oracle_images))
     for key, method in (("noise", DNE), ("noise_gezo", GEZO)):
         if method in transformers:
             save(key, plotting.plot_noise(transformers[method], title=f"{method}: learned edit"))
@@ -576,7 +602,8 @@ def _markdown(result: DemoResult, figures: dict[str, Path]) -> str:
         "# fairnoise demo report",
         "",
         f"fairnoise {__version__}, scikit-learn {sklearn.__version__}, torch "
-        f"{torch.__version__}, Python {platform.python_version()}.",
+        f"{torch.__version__} ({torch.get_num_threads()} intra-op threads), Python "
+        f"{platform.python_version()}.",
         "",
         "Reproduce with:",
         "",
@@ -737,6 +764,8 @@ def _command_line(s: dict[str, Any]) -> str:
         parts.append("--no-sweep")
     if s["n_boot"] != defaults["n_boot"]:
         parts.append(f"--n-boot {s['n_boot']}")
+    if s.get("threads") is not None:
+        parts.append(f"--threads {s['threads']}")
     if not s["standin_encoder"]:
         parts.append("--encoder <your module:factory>")
     return " ".join(parts)

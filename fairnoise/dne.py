@@ -149,6 +149,9 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
     True
     """
 
+    # partial_fit, like fit, requests sensitive_features by default (metadata routing)
+    __metadata_request__partial_fit = {"sensitive_features": True}
+
     _parameter_constraints: dict = {
         **BaseNoiseTransformer._parameter_constraints,
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],

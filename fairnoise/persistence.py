@@ -11,9 +11,17 @@ File contents
 ``noise``, ``noise_param`` and, for the masked edit, ``mask`` (float32 arrays), and
 ``metadata``: JSON with ``format`` (``"fairnoise-noise"``), ``format_version``,
 ``fairnoise_version``, ``estimator``, ``edit``, ``input_shape``, ``n_features_out``,
-``channel_shared``, ``noise_resolution``, ``feature_names`` (or null) and
-``input_scaling`` (uint8 images are divided by 255 and uint16 ones by 65535 before the
-edit; other integer types are refused).
+``channel_shared``, ``noise_resolution`` (the grid the edit was learned on),
+``feature_names`` (or null), ``input_scaling`` (uint8 images are divided by 255 and
+uint16 ones by 65535 before the edit; other integer types are refused) and ``params``: the
+estimator's training parameters (``get_params()`` without the encoder, those JSON can
+hold). Files written before
+``params`` existed load as before, with default parameters.
+
+A loaded transformer is fitted; scikit-learn's ``fit`` would learn a new edit and discard
+the shipped one. In a ``Pipeline``, wrap it in :class:`sklearn.frozen.FrozenEstimator`
+(``load_noise(path, frozen=True)`` returns it so wrapped): the pipeline's ``fit`` then
+fits the steps after it and leaves the edit as shipped.
 """
 
 from __future__ import annotations
@@ -22,9 +30,12 @@ import os
 from typing import Any
 
 import numpy as np
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils._param_validation import InvalidParameterError
 
 from .dne import DebiasedNoiseTransformer
 from .edits._file import FORMAT, FORMAT_VERSION, load_edit  # noqa: F401 (the format's names)
+from .gezo import GeZONoiseTransformer
 
 __all__ = ["SKOPS_TRUSTED_TYPES", "export_noise", "load_noise"]
 
@@ -40,6 +51,13 @@ SKOPS_TRUSTED_TYPES = [
     "fairnoise.edits.FittedEdit",
     "fairnoise.optim.SearchState",
 ]
+
+#: the classes a file can name as its ``estimator``; another name loads as the first
+_ESTIMATORS = {cls.__name__: cls for cls in (DebiasedNoiseTransformer, GeZONoiseTransformer)}
+#: parameters of how to run on the receiving machine, not of what was learned: they keep
+#: their defaults (or the caller's values) rather than the training site's
+_NOT_RESTORED = frozenset({"encoder", "output", "device", "precision", "verbose", "n_jobs",
+                           "max_retries", "warm_start"})
 
 
 def export_noise(transformer: Any, path: str | os.PathLike) -> str:
@@ -73,8 +91,15 @@ def export_noise(transformer: Any, path: str | os.PathLike) -> str:
 
 
 def load_noise(path: str | os.PathLike, *, encoder: Any = None, output: str = "embeddings",
-               input_shape: tuple[int, ...] | None = None) -> Any:
+               input_shape: tuple[int, ...] | None = None, frozen: bool = False) -> Any:
     """Load an edit written by :func:`export_noise` as a fitted transformer.
+
+    The transformer is of the class that learned the edit (a
+    :class:`~fairnoise.DebiasedNoiseTransformer`, or a
+    :class:`~fairnoise.GeZONoiseTransformer` for a black-box edit, so that a callable
+    encoder works), with the parameters it was trained with (``get_params()`` reports
+    them), except those about running it here (``device``, ``precision``, ``n_jobs``,
+    ``verbose``, ...), which keep their defaults.
 
     Parameters
     ----------
@@ -89,11 +114,16 @@ def load_noise(path: str | os.PathLike, *, encoder: Any = None, output: str = "e
     input_shape : tuple of int, default=None
         If given, the shape of one input the caller will pass; a file learned for another
         shape is rejected here rather than at ``transform``.
+    frozen : bool, default=False
+        Return the transformer wrapped in :class:`sklearn.frozen.FrozenEstimator`, the
+        form a prefit step takes in a ``Pipeline``: ``fit`` leaves the edit as shipped,
+        ``transform`` applies it, ``clone`` (``GridSearchCV``) shares it.
 
     Returns
     -------
-    transformer : DebiasedNoiseTransformer
+    transformer : DebiasedNoiseTransformer, GeZONoiseTransformer or FrozenEstimator
         Fitted: ``transform`` applies the edit (and the encoder). ``sa_probe_`` is None.
+        Calling its ``fit`` learns a new edit (see ``frozen``).
 
     Raises
     ------
@@ -117,15 +147,30 @@ def load_noise(path: str | os.PathLike, *, encoder: Any = None, output: str = "e
     >>> loaded = load_noise(path)  # no pickle: nothing in the file is executed
     >>> np.array_equal(loaded.transform(X), dne.transform(X))
     True
+    >>> loaded.get_params()["max_epochs"]  # the parameters it was trained with
+    5
+
+    In a pipeline, the shipped edit stays as it is while the classifier is fitted:
+
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> pipe = make_pipeline(load_noise(path, frozen=True), LogisticRegression())
+    >>> pipe = pipe.fit(X, a)                    # fits the classifier only
+    >>> np.array_equal(pipe[0].edit_.param, dne.edit_.param)
+    True
     """
     edit, meta = load_edit(path)
+    path = os.fspath(path)
     if input_shape is not None and tuple(input_shape) != edit.input_shape:
-        raise ValueError(f"{os.fspath(path)} holds an edit for inputs of shape "
+        raise ValueError(f"{path} holds an edit for inputs of shape "
                          f"{edit.input_shape}, not {tuple(input_shape)}.")
-    t = DebiasedNoiseTransformer(encoder=encoder, output=output, edit=edit.kind,
-                                 channel_shared=meta["channel_shared"],
-                                 noise_resolution=_resolution(meta["noise_resolution"]))
-    t._validate_params()
+    cls = _ESTIMATORS.get(meta.get("estimator"), DebiasedNoiseTransformer)
+    t = cls(encoder=encoder, output=output, **_trained_params(cls, edit, meta))
+    try:
+        t._validate_params()
+    except InvalidParameterError as exc:
+        raise ValueError(f"{path} holds training parameters that {cls.__name__} rejects: "
+                         f"{exc}") from exc
     t.input_shape_ = edit.input_shape
     t.n_features_in_ = int(np.prod(edit.input_shape))
     t.n_features_out_ = meta["n_features_out"]
@@ -136,8 +181,24 @@ def load_noise(path: str | os.PathLike, *, encoder: Any = None, output: str = "e
     t.classes_sensitive_ = None
     t.loss_curve_ = []
     t.n_iter_ = 0
-    return t
+    if isinstance(t, GeZONoiseTransformer):
+        t.n_queries_, t.search_state_ = 0, None  # nothing queried here; nothing to resume
+    t._loaded_from = path  # named by fit's warning, should fit replace the edit
+    return FrozenEstimator(t) if frozen else t
 
 
-def _resolution(value: Any) -> Any:
+def _trained_params(cls: type, edit: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """The parameters to build ``cls`` with: the stored training ones (``params``, absent
+    from older files), those of the edit's own entries winning where they overlap."""
+    names = set(cls().get_params(deep=False)) - _NOT_RESTORED
+    stored = meta.get("params")
+    params = {k: _tuples(v) for k, v in (stored if isinstance(stored, dict) else {}).items()
+              if k in names}
+    if "noise_resolution" not in params:
+        params["noise_resolution"] = _tuples(meta["noise_resolution"])
+    return {**params, "edit": edit.kind, "channel_shared": meta["channel_shared"]}
+
+
+def _tuples(value: Any) -> Any:
+    """JSON has no tuples: a list parameter (``noise_resolution``) was one."""
     return tuple(value) if isinstance(value, list) else value

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ._deprecation import UNSET, renamed_argument
 from ._inputs import as_float_images
 from .metrics._registry import group_column, rename_fairlearn_columns, summary_metric
 
@@ -160,11 +161,12 @@ def _display_image(img: np.ndarray) -> tuple[np.ndarray, str | None]:
 def plot_edit_examples(
     transformer: Any,
     X: Any,
-    groups: Any,
+    sensitive_features: Any = None,
     oracle: Any = None,
     *,
     n_per_group: int = 2,
     random_state: int | None = 0,
+    groups: Any = UNSET,
 ) -> Figure:
     r"""Grid of example images before and after the edit (and the oracle), per group.
 
@@ -179,7 +181,7 @@ def plot_edit_examples(
         A fitted transformer in image mode.
     X : array-like of shape (n_samples, C, H, W) or (n_samples, H, W)
         Images (floats in [0, 1], or integers scaled by their dtype's maximum).
-    groups : array-like of shape (n_samples,)
+    sensitive_features : array-like of shape (n_samples,)
         Sensitive group of each image.
     oracle : array-like of the same shape as ``X``, default=None
         The same images without the shortcut, e.g. ``oracle_images`` from
@@ -188,6 +190,9 @@ def plot_edit_examples(
         Images shown per group.
     random_state : int or None, default=0
         Seeds which images are shown.
+    groups : array-like of shape (n_samples,)
+        Deprecated name of ``sensitive_features`` (a ``FutureWarning``; removed in
+        fairnoise 0.3): ``groups`` means the cross-validation groups in scikit-learn.
 
     Returns
     -------
@@ -203,8 +208,8 @@ def plot_edit_examples(
     >>> from fairnoise.plotting import plot_edit_examples
     >>> data = make_spurious_images(200, image_size=16, random_state=0)
     >>> dne = DebiasedNoiseTransformer(torch.nn.Flatten(), max_epochs=2, random_state=0)
-    >>> dne = dne.fit(data.images, sensitive_features=data.sensitive)
-    >>> fig = plot_edit_examples(dne, data.images, data.sensitive, data.oracle_images)
+    >>> dne = dne.fit(data.images, sensitive_features=data.sensitive_features)
+    >>> fig = plot_edit_examples(dne, data.images, data.sensitive_features, data.oracle_images)
     >>> [ax.get_title() for ax in fig.axes[:3]]
     ['input', 'after the edit', 'oracle (no shortcut)']
     """
@@ -217,11 +222,18 @@ def plot_edit_examples(
         )
     if not (isinstance(n_per_group, (int, np.integer)) and n_per_group >= 1):
         raise ValueError(f"n_per_group must be a positive integer; got {n_per_group!r}.")
+    sensitive_features = renamed_argument(sensitive_features, groups,
+                                          new="sensitive_features", old="groups",
+                                          func="plot_edit_examples", default=None)
+    if sensitive_features is None:
+        raise TypeError("plot_edit_examples() needs sensitive_features, the group of each "
+                        "image.")
     n = len(X)
-    groups = np.asarray(groups)
+    groups = np.asarray(sensitive_features)
     if groups.ndim != 1 or len(groups) != n:
         raise ValueError(
-            f"groups must be 1-D with one label per image ({n}); got shape {groups.shape}."
+            f"sensitive_features must be 1-D with one label per image ({n}); got shape "
+            f"{groups.shape}."
         )
     if oracle is not None and len(oracle) != n:
         raise ValueError(f"oracle has {len(oracle)} images but X has {n}; they must align.")

@@ -23,11 +23,12 @@ from fairnoise.datasets import (
 
 def test_generator_returns_documented_keys_shapes_and_dtypes():
     data = make_spurious_images(50, image_size=24, n_channels=3, random_state=0)
-    assert set(data) == {"images", "oracle_images", "y", "sensitive", "shortcut_mask", "DESCR"}
+    assert set(data) == {"images", "oracle_images", "y", "sensitive_features", "shortcut_mask",
+                         "DESCR"}
     assert data.images.shape == data.oracle_images.shape == (50, 3, 24, 24)
     assert data.images.dtype == data.oracle_images.dtype == np.float32
-    assert data.y.shape == data.sensitive.shape == (50,)
-    assert data.y.dtype == data.sensitive.dtype == np.int64
+    assert data.y.shape == data.sensitive_features.shape == (50,)
+    assert data.y.dtype == data.sensitive_features.dtype == np.int64
     assert data.shortcut_mask.shape == (50, 24, 24) and data.shortcut_mask.dtype == bool
     assert 0.0 <= data.images.min() and data.images.max() <= 1.0
     np.testing.assert_array_equal(data.images[:, 0], data.images[:, 2])  # grey as RGB
@@ -37,7 +38,7 @@ def test_generator_returns_documented_keys_shapes_and_dtypes():
 def test_generator_is_deterministic_for_fixed_random_state():
     first = make_spurious_images(40, random_state=3)
     second = make_spurious_images(40, random_state=3)
-    for key in ("images", "oracle_images", "y", "sensitive", "shortcut_mask"):
+    for key in ("images", "oracle_images", "y", "sensitive_features", "shortcut_mask"):
         np.testing.assert_array_equal(first[key], second[key])
     other = make_spurious_images(40, random_state=4)
     assert not np.array_equal(first.images, other.images)
@@ -59,8 +60,9 @@ def test_marker_corner_encodes_the_group_and_jitter_moves_it():
     cols = data.shortcut_mask.any(axis=1).argmax(axis=1)  # first marked column
     half = 16
     corner = 2 * (rows >= half) + (cols >= half)
-    np.testing.assert_array_equal(corner, data.sensitive)  # groups 0, 1, 2 -> TL, TR, BL
-    assert len(set(zip(rows[data.sensitive == 0], cols[data.sensitive == 0], strict=True))) > 4
+    np.testing.assert_array_equal(corner, data.sensitive_features)  # groups 0, 1, 2 -> TL, TR, BL
+    first = data.sensitive_features == 0
+    assert len(set(zip(rows[first], cols[first], strict=True))) > 4
 
 
 def test_more_than_four_groups_share_corners_at_different_brightness():
@@ -71,7 +73,7 @@ def test_more_than_four_groups_share_corners_at_different_brightness():
     per_image = added.reshape(300, -1).max(axis=1)
     unclipped = data.oracle_images[:, 0].max(axis=(1, 2)) < 0.5
     for group, level in [(0, 0.2), (4, 0.4)]:
-        chosen = (data.sensitive == group) & unclipped
+        chosen = (data.sensitive_features == group) & unclipped
         np.testing.assert_allclose(per_image[chosen], level, atol=1e-6)
 
 
@@ -79,7 +81,7 @@ def test_contrast_shortcut_touches_every_pixel_by_group_gain():
     data = make_spurious_images(100, shortcut="contrast", shortcut_strength=0.4, random_state=0)
     assert data.shortcut_mask.all()
     ratio = data.images.mean(axis=(1, 2, 3)) / data.oracle_images.mean(axis=(1, 2, 3))
-    assert ratio[data.sensitive == 0].max() < 1 < ratio[data.sensitive == 1].min()
+    assert ratio[data.sensitive_features == 0].max() < 1 < ratio[data.sensitive_features == 1].min()
 
 
 def test_clean_layer_does_not_depend_on_the_shortcut_settings():
@@ -94,27 +96,27 @@ def test_clean_layer_does_not_depend_on_the_shortcut_settings():
 def test_label_prevalence_per_group_follows_correlation(correlation):
     data = make_spurious_images(4000, image_size=16, correlation=correlation, random_state=0)
     for group, tilt in [(0, -1.0), (1, 1.0)]:
-        prevalence = data.y[data.sensitive == group].mean()
+        prevalence = data.y[data.sensitive_features == group].mean()
         assert prevalence == pytest.approx(0.5 * (1 + correlation * tilt), abs=0.04)
 
 
 def test_three_groups_are_uniform_with_graded_prevalence():
     data = make_spurious_images(3000, image_size=16, n_groups=3, correlation=1.0, random_state=0)
-    assert set(np.unique(data.sensitive)) == {0, 1, 2}
-    assert np.bincount(data.sensitive).min() > 900
-    assert data.y[data.sensitive == 0].mean() == 0.0
-    assert data.y[data.sensitive == 1].mean() == pytest.approx(0.5, abs=0.05)
-    assert data.y[data.sensitive == 2].mean() == 1.0
+    assert set(np.unique(data.sensitive_features)) == {0, 1, 2}
+    assert np.bincount(data.sensitive_features).min() > 900
+    assert data.y[data.sensitive_features == 0].mean() == 0.0
+    assert data.y[data.sensitive_features == 1].mean() == pytest.approx(0.5, abs=0.05)
+    assert data.y[data.sensitive_features == 2].mean() == 1.0
 
 
 def test_group_is_linearly_decodable_from_images_but_not_from_oracle():
     data = make_spurious_images(300, image_size=16, correlation=0.0, random_state=0)
     probe = LogisticRegression(C=0.1, max_iter=2000)
     shortcut = cross_val_score(
-        probe, data.images.reshape(300, -1), data.sensitive, cv=3, scoring="roc_auc"
+        probe, data.images.reshape(300, -1), data.sensitive_features, cv=3, scoring="roc_auc"
     ).mean()
     oracle = cross_val_score(
-        probe, data.oracle_images.reshape(300, -1), data.sensitive, cv=3, scoring="roc_auc"
+        probe, data.oracle_images.reshape(300, -1), data.sensitive_features, cv=3, scoring="roc_auc"
     ).mean()
     assert shortcut > 0.95
     assert abs(oracle - 0.5) < 0.12
@@ -241,7 +243,7 @@ def test_chexpert_uncertain_policies(tmp_path, uncertain, expected_y, expected_r
     data = load_chexpert_style(csv, tmp_path, finding="Edema", uncertain=uncertain, image_size=8)
     assert data.y.tolist() == expected_y
     assert data.frame["Path"].str[-8:-4].tolist() == [f"img{i}" for i in expected_rows]
-    assert "Unknown" not in set(data.sensitive)
+    assert "Unknown" not in set(data.sensitive_features)
     assert data.images.shape == (len(expected_rows), 1, 8, 8)
     np.testing.assert_allclose(data.images[1].mean(), 50 * expected_rows[1] / 255, atol=0.01)
 
@@ -249,9 +251,10 @@ def test_chexpert_uncertain_policies(tmp_path, uncertain, expected_y, expected_r
 def test_chexpert_age_groups_and_frontal_filter(tmp_path):
     csv = _chexpert_folder(tmp_path)
     data = load_chexpert_style(
-        csv, tmp_path, finding="Edema", sensitive="Age", age_bins=(50, 60), frontal_only=True
+        csv, tmp_path, finding="Edema", sensitive_column="Age", age_bins=(50, 60),
+        frontal_only=True,
     )
-    assert data.sensitive.tolist() == [">=60", "<50", "[50, 60)", "<50", ">=60"]
+    assert data.sensitive_features.tolist() == [">=60", "<50", "[50, 60)", "<50", ">=60"]
     assert (data.frame["Frontal/Lateral"] == "Frontal").all()
 
 
@@ -288,13 +291,52 @@ def test_generic_csv_loader_reads_paths_labels_and_groups(tmp_path):
         tmp_path / "index.csv",
         path_column="file",
         label_column="dx",
-        group_column="site",
+        sensitive_column="site",
         image_size=5,
         n_channels=3,
     )
     assert data.images.shape == (3, 3, 5, 5)
-    assert data.y.tolist() == [0, 1, 1] and data.sensitive.tolist() == ["A", "B", "A"]
+    assert data.y.tolist() == [0, 1, 1] and data.sensitive_features.tolist() == ["A", "B", "A"]
     pd.testing.assert_frame_equal(data.frame, frame)
+
+
+# -- the old names of the groups (fairnoise 0.1), deprecated ------------------------------------
+def test_the_bunch_still_reads_sensitive_with_a_future_warning():
+    data = make_spurious_images(20, random_state=0)
+    with pytest.warns(FutureWarning, match="read 'sensitive_features' instead") as record:
+        old = data.sensitive
+    assert record[0].filename == __file__  # the warning points at the caller's line
+    with pytest.warns(FutureWarning):
+        np.testing.assert_array_equal(data["sensitive"], data.sensitive_features)
+    assert old is data.sensitive_features
+    assert "sensitive" not in data  # not a key: set(data) lists the new name only
+    with pytest.raises(AttributeError):
+        data.no_such_key  # noqa: B018
+
+
+def test_the_bunch_with_the_old_key_pickles(tmp_path):
+    data = pickle.loads(pickle.dumps(make_spurious_images(10, random_state=0)))
+    with pytest.warns(FutureWarning):
+        assert data.sensitive is data.sensitive_features
+
+
+def test_loaders_accept_their_old_group_parameters_with_a_future_warning(tmp_path):
+    csv = _chexpert_folder(tmp_path)
+    with pytest.warns(FutureWarning, match=r"load_chexpert_style\(sensitive=...\) is "
+                      "deprecated.*use sensitive_column="):
+        old = load_chexpert_style(csv, tmp_path, finding="Edema", sensitive="Age")
+    new = load_chexpert_style(csv, tmp_path, finding="Edema", sensitive_column="Age")
+    assert old.sensitive_features.tolist() == new.sensitive_features.tolist()
+    with pytest.raises(TypeError, match="got both sensitive_column= and its deprecated"):
+        load_chexpert_style(csv, tmp_path, finding="Edema", sensitive="Age",
+                            sensitive_column="Age")
+
+    paths = _write_images(tmp_path, n=2)
+    pd.DataFrame({"path": [p.name for p in paths], "label": [0, 1], "site": ["A", "B"]}
+                 ).to_csv(tmp_path / "index.csv", index=False)
+    with pytest.warns(FutureWarning, match=r"load_image_csv\(group_column=...\)"):
+        data = load_image_csv(tmp_path / "index.csv", group_column="site", image_size=4)
+    assert data.sensitive_features.tolist() == ["A", "B"]
 
 
 def test_generic_csv_loader_validates_columns_and_files(tmp_path):
@@ -334,13 +376,13 @@ def test_chexpert_age_that_is_not_a_finite_number_is_named(tmp_path, age, shown)
     csv = _write_csv(tmp_path, _CHEXPERT_HEADER + f"img0.jpg,Male,40,1\nimg1.jpg,Female,{age},0\n")
     with pytest.raises(ValueError, match=rf"Column 'Age' must hold finite numbers \(years\) or "
                        rf"be blank; got {shown} in row 1 \(rows count from 0 after the header\)"):
-        load_chexpert_style(csv, finding="Edema", sensitive="Age")
+        load_chexpert_style(csv, finding="Edema", sensitive_column="Age")
 
 
 def test_chexpert_text_age_is_no_error_when_age_is_not_used(tmp_path):
     _write_images(tmp_path, n=1, suffix=".jpg")
     csv = _write_csv(tmp_path, _CHEXPERT_HEADER + "img0.jpg,Male,unknown,1\n")
-    assert load_chexpert_style(csv, finding="Edema").sensitive.tolist() == ["Male"]
+    assert load_chexpert_style(csv, finding="Edema").sensitive_features.tolist() == ["Male"]
 
 
 def test_chexpert_blank_path_is_named(tmp_path):
@@ -439,7 +481,7 @@ def _pixel_fingerprint(data):
     cols = np.arange(data.shortcut_mask.shape[-1])
     return (images.sum(), (images * weights).sum(), data.oracle_images.astype(np.float64).sum(),
             int(data.shortcut_mask.sum()), int((data.shortcut_mask * cols).sum()),
-            int(data.y.sum()), int((data.sensitive * np.arange(len(data.y))).sum()))
+            int(data.y.sum()), int((data.sensitive_features * np.arange(len(data.y))).sum()))
 
 
 @pytest.mark.parametrize(
@@ -480,7 +522,7 @@ def test_new_kinds_are_deterministic_and_keep_the_clean_layer(shortcut):
     kwargs = {"n_samples": 40, "n_groups": 3, "random_state": 5}
     first = make_spurious_images(shortcut=shortcut, **kwargs)
     second = make_spurious_images(shortcut=shortcut, **kwargs)
-    for key in ("images", "oracle_images", "y", "sensitive", "shortcut_mask"):
+    for key in ("images", "oracle_images", "y", "sensitive_features", "shortcut_mask"):
         np.testing.assert_array_equal(first[key], second[key])
     marker = make_spurious_images(shortcut="marker", **kwargs)
     np.testing.assert_array_equal(first.oracle_images, marker.oracle_images)
@@ -499,17 +541,17 @@ def test_text_stripe_is_graded_by_group_and_jitters_near_the_bottom_edge():
     data = make_spurious_images(300, shortcut="text", n_groups=3, shortcut_strength=0.6,
                                 noise_std=0.0, random_state=1)
     lit = data.shortcut_mask.sum(axis=(1, 2))
-    assert (lit[data.sensitive == 0] == 0).all()  # group 0 carries no text
-    assert (lit[data.sensitive > 0] > 0).all()
+    assert (lit[data.sensitive_features == 0] == 0).all()  # group 0 carries no text
+    assert (lit[data.sensitive_features > 0] > 0).all()
     rows = np.flatnonzero(data.shortcut_mask.any(axis=(0, 2)))
     assert rows.min() >= 32 - 1 - 5 - 2 and rows.max() <= 30  # a stripe above the edge
     added = (data.images - data.oracle_images)[:, 0]
     unclipped = data.oracle_images[:, 0].max(axis=(1, 2)) < 0.4
     for group, level in [(1, 0.3), (2, 0.6)]:
-        chosen = (data.sensitive == group) & unclipped
+        chosen = (data.sensitive_features == group) & unclipped
         np.testing.assert_allclose(added[chosen][data.shortcut_mask[chosen]], level, atol=1e-6)
     # the characters and their position change from image to image
-    marked = data.shortcut_mask[data.sensitive == 2]
+    marked = data.shortcut_mask[data.sensitive_features == 2]
     assert len({m.tobytes() for m in marked}) == len(marked)
     first_row = marked.any(axis=2).argmax(axis=1)
     first_col = marked.any(axis=1).argmax(axis=1)
@@ -522,17 +564,17 @@ def test_intensity_offset_is_graded_by_group():
     shift = (data.images - data.oracle_images)[:, 0]
     unclipped = (data.oracle_images[:, 0] > 0.15) & (data.oracle_images[:, 0] < 0.85)
     for group, offset in [(0, -0.1), (1, 0.0), (2, 0.1)]:
-        chosen = data.sensitive == group
+        chosen = data.sensitive_features == group
         np.testing.assert_allclose(shift[chosen][unclipped[chosen]], offset, atol=1e-6)
 
 
 def test_texture_site_is_blurrier_and_noisier_by_group():
     data = make_spurious_images(300, shortcut="texture", n_groups=3, shortcut_strength=0.5,
                                 random_state=0)
-    sharp = data.sensitive == 0
+    sharp = data.sensitive_features == 0
     np.testing.assert_array_equal(data.images[sharp], data.oracle_images[sharp])
     residual = (data.images - data.oracle_images).std(axis=(1, 2, 3))
-    spread = [residual[data.sensitive == g].mean() for g in range(3)]
+    spread = [residual[data.sensitive_features == g].mean() for g in range(3)]
     assert spread[0] == 0 < spread[1] < spread[2]
 
     # the blur removes the clean layer's fine detail: the part of the oracle's high-pass
@@ -544,7 +586,7 @@ def test_texture_site_is_blurrier_and_noisier_by_group():
     hp_image, hp_oracle = high_pass(data.images), high_pass(data.oracle_images)
     kept = (hp_image * hp_oracle).sum(axis=(1, 2, 3)) / (hp_oracle**2).sum(axis=(1, 2, 3))
     np.testing.assert_allclose(kept[sharp], 1.0)
-    kept_by_group = [kept[data.sensitive == g].mean() for g in (1, 2)]
+    kept_by_group = [kept[data.sensitive_features == g].mean() for g in (1, 2)]
     assert 0.5 > kept_by_group[0] > kept_by_group[1]
 
 

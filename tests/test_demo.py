@@ -113,6 +113,24 @@ def test_run_demo_takes_a_user_encoder(tmp_path):
     assert "user-supplied" in report and "stand-in" not in report
 
 
+def test_run_demo_threads_hold_for_the_run_and_are_restored(tmp_path):
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return torch.nn.functional.avg_pool2d(x, 4).flatten(1)
+
+    before = torch.get_num_threads()
+    run_demo(out=tmp_path, encoder=Recording(), plots=False, threads=1, **TINY)
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == before
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "(1 intra-op threads)" in report and "--threads 1" in report
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        run_demo(out=None, threads=0, **TINY)
+
+
 def test_run_demo_without_matplotlib_writes_the_report_and_says_why(tmp_path, monkeypatch):
     import fairnoise.plotting
 
@@ -166,6 +184,7 @@ def test_no_command_prints_help_and_fails(capsys):
     (["demo", "--correlation", "2"], "must be in [-1, 1]"),
     (["demo", "--image-size", "8"], "at least 16"),
     (["demo", "--n-samples", "0"], "positive integer"),
+    (["demo", "--threads", "0"], "positive integer"),
     (["demo", "--encoder", "no_colon"], "package.module:factory"),
     (["demo", "--encoder", "fairnoise:not_there"], "--encoder fairnoise:not_there"),
 ])

@@ -386,9 +386,15 @@ def _scale_page(tmp_path: Path, ns: dict) -> None:
         ns["X_train"], ns["y_train"], sensitive_features=ns["sex_train"])
 
 
+def _pipelines_page(tmp_path: Path, ns: dict) -> None:
+    """docs/pipelines.md loads ``chest_xray_sex_edit.npz``, an edit shipped from elsewhere."""
+    _scale_page(tmp_path, ns)
+    ns.pop("dne").export_noise(tmp_path / "chest_xray_sex_edit.npz")
+
+
 #: extra set-up a page needs beyond the reader's data
 PAGE_SETUP = {"datasets.md": _datasets_page, "metrics.md": _metrics_page,
-              "scale.md": _scale_page}
+              "pipelines.md": _pipelines_page, "scale.md": _scale_page}
 
 
 def _missing_optional_dependency(exc: BaseException) -> str | None:

@@ -133,6 +133,16 @@ def test_plot_edit_examples_rejects_misaligned_groups(fitted_images):
         plot_edit_examples(dne, X, a[:-1])
 
 
+def test_plot_edit_examples_takes_sensitive_features_and_deprecates_groups(fitted_images):
+    dne, X, a = fitted_images
+    new = plot_edit_examples(dne, X, sensitive_features=a, n_per_group=1)
+    with pytest.warns(FutureWarning, match=r"plot_edit_examples\(groups=...\) is deprecated"):
+        old = plot_edit_examples(dne, X, groups=a, n_per_group=1)
+    assert [ax.get_ylabel() for ax in old.axes] == [ax.get_ylabel() for ax in new.axes]
+    with pytest.raises(TypeError, match="needs sensitive_features"):
+        plot_edit_examples(dne, X)
+
+
 def test_plot_edit_examples_rejects_a_feature_mode_transformer(features):
     X, y, a = features
     dne = DebiasedNoiseTransformer(**FAST).fit(X, sensitive_features=a)

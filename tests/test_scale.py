@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
-from fairnoise import DebiasedNoiseTransformer
+from fairnoise import DebiasedNoiseTransformer, GeZONoiseTransformer
 
 FAST = dict(max_epochs=2, batch_size=64, random_state=0)
 
@@ -69,6 +69,91 @@ def test_grid_search_on_a_local_dask_cluster(features):
     local = GridSearchCV(pipe, grid, cv=2).fit(X, y, noise__sensitive_features=a)
     np.testing.assert_allclose(on_cluster.cv_results_["mean_test_score"],
                                local.cv_results_["mean_test_score"])
+
+
+# -- transform of a Dask array: lazy, block by block, on a cluster ------------------------------
+def _fitted_for_dask(kind: str, output: str):
+    X, y, a = make_marker_images(n=120)
+    if kind == "dne":
+        t = DebiasedNoiseTransformer(encoder=make_encoder(), output=output, **FAST)
+    else:  # a module through forward passes only
+        t = GeZONoiseTransformer(encoder=make_encoder(), output=output, max_queries=3_000,
+                                 batch_size=64, random_state=0)
+    return t.fit(X, y, sensitive_features=a), X
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("kind", ["dne", "gezo"])
+@pytest.mark.parametrize("output", ["embeddings", "images"])
+def test_transform_of_a_dask_array_on_a_local_cluster_equals_numpy(kind, output):
+    distributed = pytest.importorskip("distributed")
+    da = pytest.importorskip("dask.array")
+
+    t, X = _fitted_for_dask(kind, output)
+    lazy = t.transform(da.from_array(X, chunks=(50, 1, 8, 16)))  # blocks split a sample, too
+    assert isinstance(lazy, da.Array)
+    assert lazy.chunks[0] == (50, 50, 20)  # whole samples per block, the rows' chunks kept
+    expected = t.transform(X)
+    assert lazy.shape == expected.shape and lazy.dtype == expected.dtype
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        computed = client.compute(lazy).result()
+    np.testing.assert_array_equal(computed, expected)
+
+
+def test_a_dask_transform_is_lazy_and_ships_the_edit_once():
+    da = pytest.importorskip("dask.array")
+
+    enc = CountingEncoder()
+    X, y, a = make_marker_images(n=90)
+    t = DebiasedNoiseTransformer(encoder=enc, **FAST).fit(X, y, sensitive_features=a)
+    CountingEncoder.images_seen = 0
+    lazy = t.transform(da.from_array(X, chunks=30))
+    assert CountingEncoder.images_seen == 0  # nothing computed yet
+    keys = [k for k in lazy.__dask_graph__() if isinstance(k, str)]
+    assert len([k for k in keys if k.startswith("ShippedTransform")]) == 1  # one copy
+    np.testing.assert_array_equal(lazy.compute(), t.transform(X))
+    assert CountingEncoder.images_seen == 2 * len(X)  # the blocks, then NumPy's transform
+
+
+def test_a_dask_transform_in_feature_mode_keeps_the_numpy_dtype(features):
+    da = pytest.importorskip("dask.array")
+
+    X, y, a = features
+    t = DebiasedNoiseTransformer(**FAST).fit(X, y, sensitive_features=a)
+    for dtype in (np.float32, np.float64, np.int64):
+        Xd = (X * 10).astype(dtype)
+        lazy = t.transform(da.from_array(Xd, chunks=(100, 2)))
+        expected = t.transform(Xd)
+        assert lazy.dtype == expected.dtype
+        np.testing.assert_array_equal(lazy.compute(), expected)
+
+
+def test_a_dask_transform_through_a_black_box_declares_its_dtype():
+    da = pytest.importorskip("dask.array")
+
+    def api(batch):  # float64 embeddings, as JSON numbers arrive
+        return batch.reshape(len(batch), 16, 16).mean(axis=2).astype(np.float64)
+
+    X, y, a = make_marker_images(n=64)
+    t = GeZONoiseTransformer(api, max_queries=2_000, n_directions=2, batch_size=32,
+                             random_state=0).fit(X, y, sensitive_features=a)
+    lazy = t.transform(da.from_array(X, chunks=32))
+    assert lazy.dtype == np.float64  # learned from one zero image sent to the API
+    np.testing.assert_array_equal(lazy.compute(), t.transform(X))
+
+
+def test_a_dask_array_of_another_sample_shape_is_rejected_before_computing(images, encoder):
+    da = pytest.importorskip("dask.array")
+
+    X, y, a = images
+    t = DebiasedNoiseTransformer(encoder=encoder, **FAST).fit(X, y, sensitive_features=a)
+    with pytest.raises(ValueError, match=r"samples of shape \(1, 8, 8\), but "
+                       r"DebiasedNoiseTransformer was fitted on samples of shape \(1, 16, 16\)"):
+        t.transform(da.zeros((10, 1, 8, 8), chunks=5))
+    with pytest.raises(TypeError, match="real numbers"):
+        t.transform(da.zeros((10, 1, 16, 16), dtype=bool, chunks=5))
 
 
 # -- property-based invariants of transform -----------------------------------------------------

@@ -75,6 +75,38 @@ def test_metadata_routing_without_set_fit_request(images, encoder):
     assert search.best_estimator_["noise"].sa_probe_ is not None
 
 
+class _StreamRouter(sklearn.base.BaseEstimator):
+    """The smallest meta-estimator that routes partial_fit's metadata (no Pipeline)."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def partial_fit(self, X, y=None, **params):
+        from sklearn.utils.metadata_routing import process_routing
+
+        routed = process_routing(self, "partial_fit", **params)
+        self.estimator.partial_fit(X, y, **routed.estimator.partial_fit)
+        return self
+
+    def get_metadata_routing(self):
+        from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
+
+        return MetadataRouter(owner=type(self).__name__).add(
+            estimator=self.estimator,
+            method_mapping=MethodMapping().add(caller="partial_fit", callee="partial_fit"))
+
+
+def test_partial_fit_requests_sensitive_features_through_routing(features):
+    X, y, a = features
+    dne = DebiasedNoiseTransformer(**FAST)
+    assert dne.get_metadata_routing().partial_fit.requests == {"sensitive_features": True}
+    with sklearn.config_context(enable_metadata_routing=True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # the groups must arrive
+            _StreamRouter(dne).partial_fit(X, y, sensitive_features=a)
+    assert dne.classes_sensitive_.tolist() == [0, 1] and dne.n_iter_ == 1
+
+
 def test_grid_search_over_noise_and_classifier_parameters(features):
     X, y, a = features
     grid = {"noise__lambda_reg": [0.01, 0.1], "noise__objective": ["mean_gap", "confusion"],

@@ -99,8 +99,12 @@ def test_partial_fit_over_one_batch_equals_one_epoch_of_fit(images, encoder):
 def test_partial_fit_rejects_unseen_groups(images, encoder):
     X, y, a = images
     t = DebiasedNoiseTransformer(encoder=encoder, **FAST).partial_fit(X, y, sensitive_features=a)
-    with pytest.raises(ValueError, match="did not see"):
+    # plain values in the message: [7], not [np.int64(7)]
+    with pytest.raises(ValueError, match=r"labels \[7\] that the first partial_fit call did "
+                       r"not see \(known: \[0, 1\]\)"):
         t.partial_fit(X[:10], y[:10], sensitive_features=np.full(10, 7))
+    with pytest.raises(ValueError, match=r"y holds labels \[5\] .* \(known: \[0, 1\]\)"):
+        t.partial_fit(X[:10], np.full(10, 5), sensitive_features=a[:10])
 
 
 def test_partial_fit_accepts_a_later_batch_with_one_group(images, encoder):
@@ -199,6 +203,136 @@ def test_mismatched_input_shape_is_rejected(tmp_path, images, encoder):
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_noise(tmp_path / "nope.npz")
+
+
+# -- the training parameters travel with the edit -----------------------------------------------
+TRAINED = dict(edit="additive", objective="confusion", lambda_reg=0.03,
+               noise_resolution=(np.int64(4), 8),  # NumPy integers too
+               conditional=False, learning_rate=0.02, max_epochs=2, batch_size=64,
+               random_state=7)
+
+
+def test_loaded_transformer_reports_the_parameters_it_was_trained_with(tmp_path, images,
+                                                                       encoder):
+    X, y, a = images
+    t = DebiasedNoiseTransformer(encoder=encoder, device="cpu", verbose=0, **TRAINED)
+    path = t.fit(X, y, sensitive_features=a).export_noise(tmp_path / "e")
+    with np.load(path) as data:
+        stored = json.loads(str(data["metadata"]))["params"]
+    assert "encoder" not in stored and stored["noise_resolution"] == [4, 8]
+    loaded = load_noise(path, encoder=encoder)
+    params = loaded.get_params()
+    assert {k: params[k] for k in TRAINED} == TRAINED  # (4, 8) comes back a tuple
+    assert params["encoder"] is encoder and params["device"] == "auto"  # this machine's own
+    np.testing.assert_array_equal(loaded.transform(X), t.transform(X))
+
+
+def test_a_file_without_training_parameters_still_loads(tmp_path, features):
+    X, y, a = features
+    t = DebiasedNoiseTransformer(edit="additive", lambda_reg=0.5, random_state=0)
+    path = t.fit(X, y, sensitive_features=a).export_noise(tmp_path / "e")
+    with np.load(path) as data:  # as fairnoise 0.1 wrote it: format version 1, no params
+        contents = dict(data)
+    meta = json.loads(str(contents["metadata"]))
+    del meta["params"]
+    contents["metadata"] = np.asarray(json.dumps(meta))
+    np.savez(path, **contents)
+    loaded = load_noise(path)
+    assert loaded.edit == "additive" and loaded.lambda_reg == 0.1  # the default: unknown
+    np.testing.assert_array_equal(loaded.transform(X), t.transform(X))
+
+
+def test_training_parameters_that_do_not_validate_are_a_clear_error(tmp_path, features):
+    X, y, a = features
+    path = DebiasedNoiseTransformer(random_state=0).fit(X, sensitive_features=a).export_noise(
+        tmp_path / "e")
+    with np.load(path) as data:
+        contents = dict(data)
+    meta = json.loads(str(contents["metadata"]))
+    meta["params"]["lambda_reg"] = -1
+    contents["metadata"] = np.asarray(json.dumps(meta))
+    np.savez(path, **contents)
+    with pytest.raises(ValueError, match="training parameters that DebiasedNoiseTransformer "
+                       "rejects.*lambda_reg"):
+        load_noise(path)
+
+
+def test_a_black_box_edit_loads_for_its_api_with_the_default_resolution(tmp_path):
+    from fairnoise import GeZONoiseTransformer
+
+    X, y, a = make_marker_images(n=64, size=16)
+
+    def api(batch):  # a black box: NumPy in, NumPy out
+        return batch.reshape(len(batch), 16, 16).mean(axis=2)
+
+    gezo = GeZONoiseTransformer(api, batch_size=32, max_queries=2_000, n_directions=2,
+                                random_state=0).fit(X, y, sensitive_features=a)
+    loaded = load_noise(gezo.export_noise(tmp_path / "e"), encoder=api)
+    assert isinstance(loaded, GeZONoiseTransformer)  # the class that learned it
+    assert loaded.get_params()["noise_resolution"] == "auto"
+    assert loaded.get_params()["max_queries"] == 2_000 and loaded.n_queries_ == 0
+    np.testing.assert_array_equal(loaded.transform(X), gezo.transform(X))
+
+
+# -- a shipped edit as a prefit pipeline step ---------------------------------------------------
+@pytest.fixture
+def shipped(tmp_path, images, encoder):
+    X, y, a = images
+    t = DebiasedNoiseTransformer(encoder=encoder, **FAST).fit(X, y, sensitive_features=a)
+    return t, t.export_noise(tmp_path / "edit")
+
+
+@pytest.mark.parametrize("how", ["FrozenEstimator", "frozen=True"])
+def test_a_frozen_shipped_edit_in_a_pipeline_fits_only_the_head(shipped, images, encoder, how):
+    from sklearn.base import clone
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+
+    X, y, a = images
+    t, path = shipped
+    step = (FrozenEstimator(load_noise(path, encoder=encoder)) if how == "FrozenEstimator"
+            else load_noise(path, encoder=encoder, frozen=True))
+    pipe = make_pipeline(step, LogisticRegression(max_iter=500))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "fit was called without sensitive_features"
+        pipe.fit(X, y)
+    np.testing.assert_array_equal(pipe[0].edit_.param, t.edit_.param)  # the shipped edit
+    head = LogisticRegression(max_iter=500).fit(t.transform(X), y)
+    np.testing.assert_array_equal(pipe.predict_proba(X), head.predict_proba(t.transform(X)))
+
+    search = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0]}, cv=2).fit(X, y)
+    assert search.best_estimator_[0].estimator is step.estimator  # clone shares the edit
+    assert clone(pipe)[0] is step
+    np.testing.assert_array_equal(search.best_estimator_[0].edit_.param, t.edit_.param)
+
+
+def test_a_frozen_shipped_edit_works_with_metadata_routing_on(shipped, images, encoder):
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+
+    X, y, a = images
+    t, path = shipped
+    pipe = make_pipeline(load_noise(path, encoder=encoder, frozen=True), LogisticRegression())
+    with sklearn.config_context(enable_metadata_routing=True):
+        search = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0]}, cv=2).fit(X, y)
+    np.testing.assert_array_equal(search.best_estimator_[0].edit_.param, t.edit_.param)
+
+
+def test_refitting_a_loaded_edit_without_groups_says_how_to_keep_it(shipped, images, encoder):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    X, y, a = images
+    t, path = shipped
+    pipe = make_pipeline(load_noise(path, encoder=encoder), LogisticRegression(max_iter=500))
+    with pytest.warns(UserWarning, match=r"loaded from .*edit\.npz.*FrozenEstimator.*"
+                      r"frozen=True"):
+        pipe.fit(X, y)
+    assert not np.array_equal(pipe[0].edit_.param, t.edit_.param)  # what the warning says
 
 
 @pytest.mark.parametrize("kind", ["dne", "gezo"])

@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from .._threads import per_worker, torch_threads
 from ..edits import FittedEdit
 from ._checks import check_embeddings
+from ._torch import _ModuleFunction
 
 #: most call results a :class:`CallableEncoder` keeps from interrupted jobs (oldest dropped)
 _SALVAGE_LIMIT = 256
@@ -153,15 +155,21 @@ class QueryMeter:
                 self.spent += n
 
 
-def _thread_map(task: Callable[[int], Any], n_tasks: int, n_jobs: int | None) -> list[Any]:
+def _thread_map(task: Callable[[int], Any], n_tasks: int, n_jobs: int | None,
+                share_torch_threads: bool = True) -> list[Any]:
     """``[task(i) for i in range(n_tasks)]``, on up to ``n_jobs`` threads, results in order.
 
     On the first failure (in task order) the tasks not yet started are cancelled, the
-    running ones are waited for, and the exception propagates.
+    running ones are waited for, and the exception propagates. With
+    ``share_torch_threads``, each thread gets an equal share of the caller's torch
+    intra-op threads (a task may run a local torch model), so threads × torch threads
+    stays within what the caller allowed; restored afterwards.
     """
     if n_jobs is None or n_jobs <= 1 or n_tasks <= 1:
         return [task(i) for i in range(n_tasks)]
-    with ThreadPoolExecutor(max_workers=min(n_jobs, n_tasks)) as pool:
+    workers = min(n_jobs, n_tasks)
+    with torch_threads(per_worker(workers) if share_torch_threads else None), \
+            ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(task, i) for i in range(n_tasks)]
         try:
             return [f.result() for f in futures]
@@ -425,7 +433,7 @@ class CallableEncoder:
             first = [] if n_features is not None else [call(0, None)]
             width = n_features if n_features is not None else first[0].shape[1]
             rest = _thread_map(lambda i: call(len(first) + i, width), len(starts) - len(first),
-                               n_jobs)
+                               n_jobs, self._calls_overlap)
         except BaseException:
             # what was paid for is not lost with the job (the inputs are rebuilt to key it)
             self._salvage({i: inputs(i) for i in done}, done)
@@ -457,4 +465,9 @@ class CallableEncoder:
                 on_result(i, Z)
             return Z
 
-        return _thread_map(task, len(batches), n_jobs)
+        return _thread_map(task, len(batches), n_jobs, self._calls_overlap)
+
+    @property
+    def _calls_overlap(self) -> bool:
+        """Whether concurrent calls of ``fn`` run at once (a module's are serialised)."""
+        return not isinstance(self.fn, _ModuleFunction)

@@ -6,6 +6,7 @@ shortcut. :class:`DebiasedNoiseTransformer` learns it with gradients (white-box 
 :class:`GeZONoiseTransformer` from encoder queries alone (black-box encoder, e.g. an API).
 """
 
+from ._guard import NoSafeEditWarning
 from .dne import DebiasedNoiseTransformer
 from .encoders import CallableEncoder, QueryError, TorchEncoder
 from .gezo import GeZONoiseTransformer
@@ -17,6 +18,7 @@ __all__ = [
     "CallableEncoder",
     "DebiasedNoiseTransformer",
     "GeZONoiseTransformer",
+    "NoSafeEditWarning",
     "QueryError",
     "TorchEncoder",
     "__version__",

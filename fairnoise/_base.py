@@ -9,8 +9,10 @@ names. Inputs are validated in :mod:`fairnoise._inputs`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import copyreg
+import dataclasses
 import numbers
 import warnings
 from abc import abstractmethod
@@ -27,7 +29,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._dask import is_dask_array, transform_dask
 from ._groups import encode_groups, plain
-from ._inputs import chunk_rows, read_rows, validate_inputs
+from ._guard import LAMBDA_PATHS, LAMBDA_UNVALIDATED, Judge, holdout_split, refusal_message
+from ._guard import NoSafeEditWarning
+from ._inputs import RowSubset, chunk_rows, read_rows, validate_inputs
 from ._threads import blas_within_torch
 from .edits import EDITS, FittedEdit, NoiseSpace, input_mean
 from .edits._file import save_edit
@@ -146,7 +150,12 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         "output": [StrOptions({"embeddings", "images"})],
         "edit": [StrOptions(set(EDITS))],
         "objective": [StrOptions(set(OBJECTIVES))],
-        "lambda_reg": [Interval(numbers.Real, 0, None, closed="left")],
+        "lambda_reg": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "erase": ["boolean", StrOptions({"auto"})],
+        "standardize": ["boolean", StrOptions({"auto"})],
+        "validation_fraction": [None, Interval(numbers.Real, 0, 1, closed="left")],
+        "auc_tolerance": [Interval(numbers.Real, 0, 1, closed="both")],
+        "min_leakage_drop": [Interval(numbers.Real, 0, 0.5, closed="both")],
         "noise_resolution": [None, Interval(numbers.Integral, 1, None, closed="left"), tuple],
         "channel_shared": ["boolean"],
         "max_norm": [None, Interval(numbers.Real, 0, None, closed="neither")],
@@ -185,9 +194,138 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             self._store_identity(X)
             return self
         a, ycode = self._codes(sensitive_features, y, len(X), reset=True)
-        self._adversary = self._fit_adversary(X, a, ycode)
-        self._optimise(X, self._adversary)
+        split = self._validation_split(a, ycode, y is not None)
+        if split is None:  # nothing to validate against: one edit, learned on everything
+            self.__dict__.pop("validation_", None)
+            self._adversary = self._fit_adversary(X, a, ycode)
+            self._optimise(X, self._adversary, lambda_reg=self._lambda_path()[0])
+            return self
+        self._fit_guarded(X, a, ycode, *split)
         return self
+
+    # -- the guard (see fairnoise._guard) -----------------------------------------------------
+    def _lambda_path(self, validated: bool = False) -> tuple[float, ...]:
+        """``lambda_reg`` as values to try (the path when "auto" and validated)."""
+        if self.lambda_reg != "auto":
+            return (float(self.lambda_reg),)
+        return LAMBDA_PATHS[self.edit] if validated else (LAMBDA_UNVALIDATED,)
+
+    def _erasing(self, validated: bool) -> bool:
+        """Whether embedding-eraser candidates are judged (``erase``)."""
+        if self.erase is True and (self.output == "images" or not validated):
+            raise ValueError(
+                "erase=True fits an embedding eraser, which needs output='embeddings' and a "
+                "validated fit (y given and validation_fraction > 0); got "
+                f"output={self.output!r}. Use erase='auto' or erase=False."
+            )
+        return self.erase is not False and self.output == "embeddings" and validated
+
+    def _standardizing(self, validated: bool) -> bool:
+        """Whether the intensity-standardisation candidates are judged (``standardize``)."""
+        images = len(self.input_shape_) >= 2
+        if self.standardize is True and not (images and validated):
+            raise ValueError(
+                "standardize=True standardises each image's intensity, which needs image "
+                "inputs and a validated fit (y given and validation_fraction > 0)."
+            )
+        return self.standardize is not False and images and validated
+
+    def _validation_split(self, a: np.ndarray, ycode: np.ndarray,
+                          has_y: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        """The (train, validation) split of the guard, or None when nothing is validated."""
+        fraction = self.validation_fraction
+        if not fraction or not has_y or not self.conditional:
+            self._erasing(False), self._standardizing(False)  # refuse an explicit True
+            return None
+        split = holdout_split(a, ycode, fraction, self._seed)
+        if split is None:
+            warnings.warn(
+                f"validation_fraction={fraction:g} leaves too few samples per group and "
+                "class to judge the edit (at least 2 per cell and 20 in all are needed), so "
+                f"{type(self).__name__} learns one edit on all the data without checking it "
+                "against the identity. Pass more data, a larger validation_fraction, or "
+                "validation_fraction=None to silence this.", UserWarning, stacklevel=3)
+            self._erasing(False), self._standardizing(False)
+        return split
+
+    def _fit_guarded(self, X: Any, a: np.ndarray, ycode: np.ndarray, tr: np.ndarray,
+                     va: np.ndarray) -> None:
+        """Learn candidates on the training part, keep the one the validation part backs."""
+        Z0, adversary = self._clean_start(X, a, ycode, tr)
+        self.n_features_out_ = Z0.shape[1]
+        self._adversary = adversary
+        held_out = (RowSubset(X, va), adversary.with_samples(a[va], ycode[va]))
+        erase = self._erasing(True)
+        if erase:
+            from .edits import fit_conditional_eraser
+        judge = Judge(tr, va, a, ycode, self._seed,
+                      fit_eraser=fit_conditional_eraser if erase else None)
+        identity = self._space.fitted(self._space.init_param(), self._fill)
+        judge.add("identity", Z0, lambda_reg=np.nan)
+        candidates = [(identity, None, 0)]  # (edit, eraser, row)
+        if erase:
+            candidates.append((identity, judge.add("identity", Z0, erase=True,
+                                                   lambda_reg=np.nan), len(judge.rows) - 1))
+        curves, X_tr, previous = [], RowSubset(X, tr), identity
+        standardizing = self._standardizing(True)
+        path = self._lambda_path(validated=True)
+        # images the guard embeds after the search: one pass per input-edit candidate
+        with self._holding_back(len(X) * (1 + standardizing)):
+            for i, lam in enumerate(path):
+                self._optimise(X_tr, adversary, lambda_reg=lam, held_out=held_out,
+                               warm=i > 0)
+                curves.append(list(self.loss_curve_))
+                edit = self.edit_
+                if edit.is_identity or np.array_equal(edit.param, previous.param):
+                    continue  # nothing new to judge
+                previous = edit
+                Z = self._embed(X, edit)
+                judge.add(self._edit_name(), Z, lambda_reg=lam)
+                candidates.append((edit, None, len(judge.rows) - 1))
+                if erase:
+                    candidates.append((edit, judge.add(self._edit_name(), Z, erase=True,
+                                                       lambda_reg=lam), len(judge.rows) - 1))
+        if standardizing:
+            from .edits import fit_standardization
+
+            std = dataclasses.replace(identity, standardization=fit_standardization(
+                self._iter_chunks(X)))
+            Z = self._embed(X, std)
+            judge.add("standardize", Z, lambda_reg=np.nan)
+            candidates.append((std, None, len(judge.rows) - 1))
+            if erase:
+                candidates.append((std, judge.add("standardize", Z, erase=True,
+                                                  lambda_reg=np.nan), len(judge.rows) - 1))
+        chosen = judge.choose(self.auc_tolerance, self.min_leakage_drop)
+        self.validation_ = judge.table(chosen)
+        edit, eraser, _ = next(c for c in candidates if c[2] == chosen)
+        if eraser is not None:  # refitted on every sample, now that it is chosen
+            Z = Z0 if edit is identity else self._embed(X, edit)
+            eraser = fit_conditional_eraser(Z, a, ycode)
+            edit = dataclasses.replace(edit, eraser=eraser)
+        self.edit_ = edit
+        self.loss_curve_ = [v for curve in curves for v in curve]
+        self.n_iter_ = len(self.loss_curve_)
+        if chosen == 0:
+            warnings.warn(refusal_message(type(self).__name__, self.validation_,
+                                          self.auc_tolerance, self.min_leakage_drop),
+                          NoSafeEditWarning, stacklevel=3)
+
+    def _clean_start(self, X: Any, a: np.ndarray, ycode: np.ndarray,
+                     tr: np.ndarray) -> tuple[np.ndarray, Adversary]:
+        """The clean embeddings of every sample and the adversary of the training part."""
+        Z0 = self._embed(X)
+        probe = self._fit_probes(Z0[tr], a[tr], ycode[tr])
+        return Z0, Adversary(self.objective, probe, a[tr], ycode[tr], Z0[tr],
+                             self._torch_device())
+
+    @contextlib.contextmanager
+    def _holding_back(self, n_images: int) -> Iterator[None]:
+        """While the edit is learned, keep ``n_images`` for the guard (a query budget)."""
+        yield
+
+    def _edit_name(self) -> str:
+        return f"{self.edit} edit"
 
     def _start(self, X: Any) -> Any:
         """What every new fit does first: validate, wrap the encoder, set up the edit."""
@@ -263,8 +401,14 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         return TorchProbe(probes, K, present, self._torch_device())
 
     @abstractmethod
-    def _optimise(self, X: np.ndarray, adversary: Adversary) -> None:
-        """Step 2: learn the edit; store it (:meth:`_store`), ``loss_curve_``, ``n_iter_``."""
+    def _optimise(self, X: np.ndarray, adversary: Adversary, *, lambda_reg: float,
+                  held_out: tuple[Any, Adversary] | None = None, warm: bool = False) -> None:
+        """Step 2: learn the edit; store it (:meth:`_store`), ``loss_curve_``, ``n_iter_``.
+
+        ``held_out`` (inputs and their adversary), when given, is the validation part the
+        optimiser may use to keep its best iterate; ``warm`` continues from the stored
+        edit (the next value of a λ path).
+        """
 
     # -- the fitted edit ---------------------------------------------------------------------
     def _store(self, theta: torch.Tensor) -> None:
@@ -392,7 +536,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             if width is not None and Z.shape[1] != width:
                 raise self._width_error(Z.shape[1], width, fitted=n_features is not None)
             width = Z.shape[1]
-            out.append(Z)
+            out.append(Z if edit is None else edit.apply_embeddings(Z))
         return np.concatenate(out)
 
     def _width_error(self, got: int, expected: int, *, fitted: bool) -> ValueError:
@@ -457,6 +601,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         state = dict(super().__getstate__())  # a copy: object's is the live __dict__
         state.pop("_adversary", None)  # torch state, rebuilt by partial_fit when needed
         state.pop("_X_index", None)  # only held between validation and the labels' check
+        state.pop("_clean_cache", None)  # the guard's clean embeddings and adversary
+        state.pop("_path_state", None)  # Adam's state along the λ path of one fit
         return state
 
     def __reduce_ex__(self, protocol: int) -> tuple:
@@ -522,6 +668,13 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
     def _transform_validated(self, X: Any) -> np.ndarray:
         """``transform`` of validated inputs, with the encoder already wrapped."""
         if self.output == "images":
+            if getattr(self.edit_, "eraser", None) is not None:
+                raise ValueError(
+                    "this transformer's edit ends with an embedding eraser (chosen at fit "
+                    "with erase='auto'), which output='images' cannot apply: the edited "
+                    "images alone would keep what the eraser removes. Use "
+                    "output='embeddings', or refit with output='images' or erase=False."
+                )
             # written chunk by chunk into one array: peak memory is the output and a chunk
             out, start = None, 0
             for chunk in self._iter_chunks(X):

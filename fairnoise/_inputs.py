@@ -171,3 +171,26 @@ def _check_channels_first(shape: tuple[int, ...]) -> None:
             "X.transpose(0, 3, 1, 2) (a view, memmaps stay lazy); an encoder that needs "
             "channels-last can transpose its batch back with batch.transpose(0, 2, 3, 1)."
         )
+
+
+class RowSubset:
+    """Rows ``rows`` of a validated input, read lazily (a memmap stays a memmap).
+
+    Exposes what the optimisers use: ``len``, ``shape``, ``dtype`` and indexing by an
+    index array or a slice, which reads only the rows asked for.
+    """
+
+    def __init__(self, X: Any, rows: np.ndarray) -> None:
+        self.X, self.rows = X, np.asarray(rows)
+        self.shape = (len(self.rows), *X.shape[1:])
+        self.dtype = X.dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def _mmap(self) -> Any:  # read_rows releases a memmap's pages through it
+        return getattr(self.X, "_mmap", None)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.X[self.rows[key]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._base import BaseNoiseTransformer
 from .encoders import TorchEncoder, check_encoder
 from .objectives import Adversary
-from .optim import EditLoss, minimise_minibatch
+from ._guard import PATH_EPOCHS
+from .optim import EditLoss, NonFiniteLoss, Trace, minimise_minibatch
 
 __all__ = ["DebiasedNoiseTransformer"]
 
@@ -57,11 +59,14 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         :math:`\pi` (bounded, minimal when the probe knows nothing beyond the base rate).
         ``"neg_ce"``: the paper's negative cross-entropy of the probe (unbounded; kept for
         fidelity). See :mod:`fairnoise.objectives`.
-    lambda_reg : float, default=0.1
+    lambda_reg : float or "auto", default="auto"
         Weight :math:`\lambda` of the regulariser: the cost of masking the whole input
         (``"masked"``; the ``"mean_gap"`` loss is relative, 1 = the clean embeddings'
         gap), or of a unit :math:`\|\varepsilon\|_2` (``"additive"``; the paper used
-        1e-3).
+        1e-3). ``"auto"``: a small path, large to small and warm-started ((0.3, 0.1,
+        0.03) for the mask, (0.1, 0.01, 0.001) for the noise), each value's edit judged
+        on the validation part (see ``validation_fraction``); 0.1 when nothing is
+        validated.
     noise_resolution : int, (int, int) or None, default=None
         Resolution ``(h, w)`` of the learned parameter grid, upsampled bilinearly to the
         image size. ``None``: full resolution. Images only.
@@ -78,6 +83,32 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         When ``y`` is passed to ``fit``, fit one probe per class of ``y`` and confuse each
         towards the group distribution within its class: remove the group information
         beyond what the label explains (what equalized odds measures). Ignored without ``y``.
+    erase : bool or "auto", default="auto"
+        Also judge each candidate followed by a class-conditional *embedding eraser*
+        (:func:`fairnoise.edits.fit_conditional_eraser`): one fixed linear map, fitted at
+        ``fit`` and applied at ``transform`` without group or label, that removes the
+        within-class differences of the group means (the part of the attribute the class
+        does not explain), so the disease signal stays. It reaches shortcuts an input
+        edit cannot (a global intensity or texture difference). ``"auto"``: a candidate
+        when validated and ``output="embeddings"``; ``True`` raises where it cannot apply.
+    standardize : bool or "auto", default="auto"
+        Also judge per-image intensity standardisation (each image's channel mean and
+        spread mapped to the training average; :func:`fairnoise.edits.fit_standardization`),
+        which removes a global brightness/contrast difference between groups. Images only.
+    validation_fraction : float or None, default=0.2
+        Share of the training data (stratified by group × class) held out to judge the
+        candidates when ``y`` is given: a fresh probe's conditional leakage and a quick
+        task head's AUC, balanced over group × class (see ``validation_``). The
+        candidate with the lowest leakage among those that lower it by at least
+        ``min_leakage_drop`` at a task-AUC cost of at most ``auc_tolerance`` is kept;
+        when there is none the identity edit is returned with a
+        :class:`~fairnoise.NoSafeEditWarning`. ``None`` or 0: no validation, one edit
+        learned on all the data (as without ``y``).
+    auc_tolerance : float, default=0.01
+        Largest loss of balanced validation task AUC a candidate may cost.
+    min_leakage_drop : float, default=0.02
+        Smallest drop of validation conditional leakage (AUC) that counts as removing
+        something (about the leakage estimate's noise on a few hundred samples).
     learning_rate : float, default=5e-2
         Adam step size, in parameter units (input units for noise, mask fraction for
         the mask) per step.
@@ -125,6 +156,11 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         Shape of one input.
     n_features_out_ : int
         Dimension of the transform's output embeddings.
+    validation_ : DataFrame
+        The candidates judged on the validation part, one row each: ``candidate``,
+        ``lambda_reg``, ``erase``, ``cond_leakage`` (a fresh probe's within-class group
+        AUC, 0.5 = nothing left), ``task_auc`` (balanced) and ``selected``. Only after a
+        validated fit (``y`` given, ``validation_fraction`` > 0).
     loss_curve_ : list of float
         Mean training loss of each epoch.
     n_iter_ : int
@@ -169,12 +205,17 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         output: str = "embeddings",
         edit: str = "masked",
         objective: str = "mean_gap",
-        lambda_reg: float = 0.1,
+        lambda_reg: float | str = "auto",
         noise_resolution: int | tuple[int, int] | None = None,
         channel_shared: bool = True,
         max_norm: float | None = None,
         sa_probe: Any = None,
         conditional: bool = True,
+        erase: bool | str = "auto",
+        standardize: bool | str = "auto",
+        validation_fraction: float | None = 0.2,
+        auc_tolerance: float = 0.01,
+        min_leakage_drop: float = 0.02,
         learning_rate: float = 5e-2,
         max_epochs: int = 30,
         batch_size: int = 128,
@@ -195,6 +236,11 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         self.max_norm = max_norm
         self.sa_probe = sa_probe
         self.conditional = conditional
+        self.erase = erase
+        self.standardize = standardize
+        self.validation_fraction = validation_fraction
+        self.auc_tolerance = auc_tolerance
+        self.min_leakage_drop = min_leakage_drop
         self.learning_rate = learning_rate
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -216,20 +262,47 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
             )
         return encoder
 
-    def _optimise(self, X: Any, adversary: Adversary) -> None:
-        curve = self._descend(X, adversary)
+    def _optimise(self, X: Any, adversary: Adversary, *, lambda_reg: float,
+                  held_out: tuple[Any, Adversary] | None = None, warm: bool = False) -> None:
+        if not warm:
+            self._path_state = {}
+        theta0 = self.edit_.param if warm else None
+        epochs = min(PATH_EPOCHS, self.max_epochs) if warm else None
+        curve = self._descend(X, adversary, theta0=theta0, max_epochs=epochs,
+                              state=self._path_state if held_out is not None else None,
+                              lambda_reg=lambda_reg, held_out=held_out)
         self.loss_curve_ = curve
         self.n_iter_ = len(curve)
 
     def _descend(self, X: Any, adversary: Adversary, theta0: np.ndarray | None = None,
-                 max_epochs: int | None = None,
-                 state: dict[str, Any] | None = None) -> list[float]:
-        """Minibatch Adam on the edit's parameter; stores it and returns the epoch losses."""
+                 max_epochs: int | None = None, state: dict[str, Any] | None = None,
+                 lambda_reg: float | None = None,
+                 held_out: tuple[Any, Adversary] | None = None) -> list[float]:
+        """Minibatch Adam on the edit's parameter; stores it and returns the epoch losses.
+
+        With ``held_out`` (inputs, adversary), the best iterate by the held-out loss is
+        stored, and a held-out loss above 3 × the starting point's stops the run as
+        diverged (``divergence_`` says at which epoch). A non-finite batch loss stops the
+        fit with a ``ValueError`` naming what overflowed; the last edit with a finite loss
+        is kept.
+        """
         space, encoder = self._space, self._encoder
         device = self._torch_device()
-        loss = EditLoss(space, adversary, self.lambda_reg, self._fill)
+        lam = self._lambda_path()[0] if lambda_reg is None else lambda_reg
+        loss = EditLoss(space, adversary, lam, self._fill)
         module = None
         checked = False
+
+        def embed(xb: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+            xe = loss.edit(xb, theta)
+            scale = max(1.0, float(xb.detach().abs().max()))
+            if not torch.isfinite(xe).all() or float(xe.detach().abs().max()) > 1e3 * scale:
+                raise NonFiniteLoss("the edit overflowed", theta.detach().clone(), "edit")
+            z = xe if encoder is None else encoder.forward(module, xe)
+            if not torch.isfinite(z).all():
+                raise NonFiniteLoss("the encoder returned NaN or infinity",
+                                    theta.detach().clone(), "encoder")
+            return z
 
         def batch_loss(idx: np.ndarray, theta: torch.Tensor) -> torch.Tensor:
             nonlocal checked
@@ -237,8 +310,7 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
             xb = torch.from_numpy(self._read(X, idx))
             if device.type == "cuda":
                 xb = xb.pin_memory()
-            xe = loss.edit(xb.to(device, non_blocking=True), theta)
-            z = xe if encoder is None else encoder.forward(module, xe)
+            z = embed(xb.to(device, non_blocking=True), theta)
             if not checked:
                 checked = True
                 if not z.requires_grad:
@@ -250,22 +322,61 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
                     )
             return loss(z, idx, theta)
 
+        evaluate = None
+        if held_out is not None:
+            X_va, adv_va = held_out
+            va_loss = EditLoss(space, adv_va, lam, self._fill)
+
+            def evaluate(theta: torch.Tensor) -> float:
+                with torch.no_grad():
+                    zs = [embed(torch.from_numpy(self._read(X_va, idx)).to(device), theta)
+                          for idx in np.array_split(np.arange(len(X_va)),
+                                                    -(-len(X_va) // self.batch_size))]
+                    return float(va_loss(torch.cat(zs), np.arange(len(X_va)), theta))
+
         generator = torch.Generator().manual_seed(self._seed)
         # a writable copy: the fitted edit's arrays are read-only
         theta0 = torch.as_tensor(np.array(theta0) if theta0 is not None else space.init_param(),
                                  device=device)
         project = lambda t: space.project(t, self.max_norm)  # noqa: E731
+        trace = Trace()
         kwargs = dict(batch_size=self.batch_size, learning_rate=self.learning_rate,
                       max_epochs=max_epochs or self.max_epochs, tol=self.tol,
                       n_iter_no_change=self.n_iter_no_change, project=project,
-                      generator=generator, verbose=bool(self.verbose), state=state)
-        if encoder is None:
-            theta, curve = minimise_minibatch(batch_loss, theta0, len(X), **kwargs)
-        else:
-            with encoder.frozen() as module:  # noqa: F841 (read by batch_loss)
+                      generator=generator, verbose=bool(self.verbose), state=state,
+                      held_out=evaluate, trace=trace)
+        try:
+            if encoder is None:
                 theta, curve = minimise_minibatch(batch_loss, theta0, len(X), **kwargs)
+            else:
+                with encoder.frozen() as module:  # noqa: F841 (read by batch_loss)
+                    theta, curve = minimise_minibatch(batch_loss, theta0, len(X), **kwargs)
+        except NonFiniteLoss as error:
+            self._store(error.theta)
+            raise ValueError(self._non_finite_message(error)) from None
         self._store(theta)
+        if trace.diverged_at is not None:
+            warnings.warn(
+                f"the fit diverged at epoch {trace.diverged_at}: the loss on the validation "
+                f"part rose above 3 times the unedited inputs' ({trace.held_out[0]:.3g}); "
+                f"the best edit before that (epoch {trace.best_epoch}) is kept. Lower "
+                f"learning_rate (now {self.learning_rate:g}) if this recurs.",
+                UserWarning, stacklevel=4)
         return curve
+
+    def _non_finite_message(self, error: NonFiniteLoss) -> str:
+        if error.reason == "edit":
+            cause = (f"the edit overflowed (the edited inputs left any sensible range): "
+                     f"learning_rate={self.learning_rate:g} is far too large for the edit's "
+                     "parameter (the default is 0.05)")
+        elif error.reason == "encoder":
+            cause = ("the encoder returned NaN or infinity for finite edited inputs: it is "
+                     "not numerically stable on edited images (check its normalisation, and "
+                     "that it does not divide by a statistic of the batch)")
+        else:
+            cause = f"{error} (the objective overflowed)"
+        return (f"DebiasedNoiseTransformer.fit stopped: {cause}. The last edit whose loss "
+                "was finite is kept in edit_.")
 
     def partial_fit(self, X: Any, y: Any = None, *,
                     sensitive_features: Any = None) -> DebiasedNoiseTransformer:

@@ -9,9 +9,10 @@ parameters and holds the query budget and the failure/resume contract.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -93,10 +94,12 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         :class:`~fairnoise.DebiasedNoiseTransformer`.
     objective : {"mean_gap", "confusion", "neg_ce"}, default="mean_gap"
         The adversarial loss :math:`\ell_{adv}`; see :mod:`fairnoise.objectives`.
-    lambda_reg : float, default=0.1
+    lambda_reg : float or "auto", default="auto"
         Weight :math:`\lambda` of the regulariser :math:`R` (:math:`\mathrm{mean}(1 - m)`
         for the mask, :math:`\|\varepsilon\|_2` for the noise; the paper used 1e-3 with
         ``"additive"``).
+        ``"auto"``: 0.1 (GeZO runs one search per fit; the λ path of
+        :class:`DebiasedNoiseTransformer` would multiply the queries).
     noise_resolution : "auto", int, (int, int) or None, default="auto"
         Resolution ``(h, w)`` of the searched parameter grid, upsampled bilinearly to the
         image size; ``None`` is full resolution. ``"auto"``: 8 × 8 for images (a
@@ -113,6 +116,32 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
     conditional : bool, default=True
         When ``y`` is passed to ``fit``, hide the group information beyond what the
         label explains (one probe and one group prior per class of ``y``).
+    erase : bool or "auto", default="auto"
+        Also judge each candidate followed by a class-conditional *embedding eraser*
+        (:func:`fairnoise.edits.fit_conditional_eraser`): one fixed linear map, fitted at
+        ``fit`` and applied at ``transform`` without group or label, that removes the
+        within-class differences of the group means (the part of the attribute the class
+        does not explain), so the disease signal stays. It reaches shortcuts an input
+        edit cannot (a global intensity or texture difference). ``"auto"``: a candidate
+        when validated and ``output="embeddings"``; ``True`` raises where it cannot apply.
+    standardize : bool or "auto", default="auto"
+        Also judge per-image intensity standardisation (each image's channel mean and
+        spread mapped to the training average; :func:`fairnoise.edits.fit_standardization`),
+        which removes a global brightness/contrast difference between groups. Images only.
+    validation_fraction : float or None, default=0.2
+        Share of the training data (stratified by group × class) held out to judge the
+        candidates when ``y`` is given: a fresh probe's conditional leakage and a quick
+        task head's AUC, balanced over group × class (see ``validation_``). The
+        candidate with the lowest leakage among those that lower it by at least
+        ``min_leakage_drop`` at a task-AUC cost of at most ``auc_tolerance`` is kept;
+        when there is none the identity edit is returned with a
+        :class:`~fairnoise.NoSafeEditWarning`. ``None`` or 0: no validation, one edit
+        learned on all the data (as without ``y``).
+    auc_tolerance : float, default=0.01
+        Largest loss of balanced validation task AUC a candidate may cost.
+    min_leakage_drop : float, default=0.02
+        Smallest drop of validation conditional leakage (AUC) that counts as removing
+        something (about the leakage estimate's noise on a few hundred samples).
     strategy : {"spsa", "greedy"}, default="spsa"
         ``"spsa"``: antithetic two-point gradient estimates with Adam. ``"greedy"``: the
         paper's greedy search, done right. See :mod:`fairnoise.optim`.
@@ -197,6 +226,11 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         Shape of one input.
     n_features_out_ : int
         Dimension of the transform's output embeddings.
+    validation_ : DataFrame
+        The candidates judged on the validation part, one row each: ``candidate``,
+        ``lambda_reg``, ``erase``, ``cond_leakage`` (a fresh probe's within-class group
+        AUC, 0.5 = nothing left), ``task_auc`` (balanced) and ``selected``. Only after a
+        validated fit (``y`` given, ``validation_fraction`` > 0).
     loss_curve_ : list of float
         Loss of the current edit on each iteration's batch, after the iteration.
     n_iter_ : int
@@ -263,12 +297,17 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         output: str = "embeddings",
         edit: str = "masked",
         objective: str = "mean_gap",
-        lambda_reg: float = 0.1,
+        lambda_reg: float | str = "auto",
         noise_resolution: str | int | tuple[int, int] | None = "auto",
         channel_shared: bool = True,
         max_norm: float | None = None,
         sa_probe: Any = None,
         conditional: bool = True,
+        erase: bool | str = "auto",
+        standardize: bool | str = "auto",
+        validation_fraction: float | None = 0.2,
+        auc_tolerance: float = 0.01,
+        min_leakage_drop: float = 0.02,
         strategy: str = "spsa",
         n_directions: int = 10,
         step_size: float = 0.2,
@@ -294,6 +333,11 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         self.max_norm = max_norm
         self.sa_probe = sa_probe
         self.conditional = conditional
+        self.erase = erase
+        self.standardize = standardize
+        self.validation_fraction = validation_fraction
+        self.auc_tolerance = auc_tolerance
+        self.min_leakage_drop = min_leakage_drop
         self.strategy = strategy
         self.n_directions = n_directions
         self.step_size = step_size
@@ -459,8 +503,49 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             )
         return super()._fit_adversary(X, a, ycode)
 
+    def _clean_start(self, X: Any, a: np.ndarray, ycode: np.ndarray,
+                     tr: np.ndarray) -> tuple[np.ndarray, Adversary]:
+        # a resumed (warm-started) search does not pay for the clean embeddings again
+        cached = getattr(self, "_clean_cache", None) if self._continuing() else None
+        if cached is not None:
+            if not (np.array_equal(cached[2], a) and np.array_equal(cached[3], ycode)):
+                raise ValueError(
+                    "warm_start=True continues the previous fit, but sensitive_features or y "
+                    "differ from that fit's. Call fit with the same data, or set "
+                    "warm_start=False to start a new search."
+                )
+            return cached[0], cached[1]
+        if self._encoder is not None and self._meter.remaining < len(X):
+            raise ValueError(
+                f"max_queries={self.max_queries} leaves {int(self._meter.remaining)} images, "
+                f"too few to embed the {len(X)} training inputs once for the "
+                "sensitive-attribute probe and the validation part. Raise max_queries well "
+                f"above {len(X)}, or fit on a subsample."
+            )
+        Z0, adversary = super()._clean_start(X, a, ycode, tr)
+        self._clean_cache = (Z0, adversary, a, ycode)
+        return Z0, adversary
+
+    @contextlib.contextmanager
+    def _holding_back(self, n_images: int) -> Iterator[None]:
+        meter = getattr(self, "_meter", None)
+        if self._encoder is None or meter is None or meter.limit is None:
+            yield
+            return
+        held = min(n_images, max(int(meter.remaining) - 1, 0))
+        meter.limit -= held
+        try:
+            yield
+        finally:
+            meter.limit += held
+
     # -- step 2 ---------------------------------------------------------------------------
-    def _optimise(self, X: np.ndarray, adversary: Adversary) -> None:
+    def _lambda_path(self, validated: bool = False) -> tuple[float, ...]:
+        # one search per fit: a λ path would multiply the queries
+        return super()._lambda_path(validated=False)
+
+    def _optimise(self, X: np.ndarray, adversary: Adversary, *, lambda_reg: float,
+                  held_out: Any = None, warm: bool = False) -> None:
         space = self._space
         project = numpy_projection(space, self.max_norm)
         strategy = STRATEGIES[self.strategy](momentum=self.momentum, step_decay=self.step_decay,
@@ -480,7 +565,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             state = strategy.start(self.step_size, space.param_shape, self._seed)
             self.loss_curve_, self.n_iter_ = [], 0
         self.search_state_ = state
-        loss = QueryLoss(EditLoss(space, _FiniteLoss(adversary, self), self.lambda_reg,
+        loss = QueryLoss(EditLoss(space, _FiniteLoss(adversary, self), lambda_reg,
                                   self._fill),
                          lambda idx: self._read(X, idx), self._embed_many(), state.known_losses)
         max_iter = self.max_epochs * -(-len(X) // self.batch_size)

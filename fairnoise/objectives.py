@@ -12,11 +12,19 @@ all zero). ``π(k | c)`` is the share of group ``k`` within class ``c`` in the t
     ``KL(π(· | c) ‖ softmax g(z))``. Bounded below by 0, reached when the probe's output
     equals the base rate, i.e. it knows nothing about the group beyond ``c``.
 ``"mean_gap"``
-    ``Σ_c Σ_k p(c, k) ‖μ_ck − μ_c‖² / E``, relative to its value on the clean training
-    embeddings: the mean squared difference between the mean standardised embedding of
+    ``Σ_c Σ_k p(c, k) ‖W(μ_ck − μ_c)‖² / E``, relative to its value on the clean training
+    embeddings: the mean squared difference between the mean whitened embedding of
     each group and that of its class (``E`` embedding dimensions), estimated without the
     bias of the batch's sampling noise. It needs no probe, so it cannot be gamed by
     fooling one; the mean differences are what a re-trained linear probe reads first.
+
+    ``W = Σ^{-1/2}`` whitens with the Ledoit–Wolf-shrunk pooled within-(class, group)
+    covariance ``Σ`` of the clean embeddings (:func:`within_cell_whitening`), so the gap
+    is measured in the geometry a re-trained linear probe reads (Mahalanobis, not per
+    coordinate) and does not depend on the encoder's scale. A per-coordinate
+    standardisation would divide by the near-zero spread of a pretrained network's dead
+    units (236 of EfficientNet-Lite0's 1,280) and rate a perfect edit hundreds of times
+    worse than the identity; the shrinkage bounds every direction's weight.
 """
 
 from __future__ import annotations
@@ -92,6 +100,68 @@ def mean_gap(z: torch.Tensor, cell: torch.Tensor, n_groups: int, n_classes: int,
     return ((cnt / n) * gap2).sum()
 
 
+class Whitening:
+    r"""The map :math:`z \mapsto W (z - \mu)`, :math:`W = \Sigma^{-1/2}`, without a d × d matrix.
+
+    :math:`\Sigma = (1 - \alpha) S + \alpha \bar s I` (``S`` the sample covariance of
+    within-cell residuals, :math:`\bar s = \operatorname{tr} S / d`, :math:`\alpha` the
+    Ledoit–Wolf shrinkage). With the thin SVD of the residuals, :math:`S = V D V^\top`,
+    :math:`W x = c\,x + V \operatorname{diag}(w - c) V^\top x` where
+    :math:`c = (\alpha \bar s)^{-1/2}` acts on the directions the data never spans and
+    :math:`w = ((1 - \alpha) D + \alpha \bar s)^{-1/2}` on the others: the cost is
+    :math:`O(n\,d\,r)` per batch, :math:`r \le \min(n, d)`.
+    """
+
+    def __init__(self, mean: np.ndarray, basis: np.ndarray, weights: np.ndarray,
+                 complement: float, device: torch.device) -> None:
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device)
+        self.basis = torch.as_tensor(basis, dtype=torch.float32, device=device)
+        self.delta = torch.as_tensor(weights - complement, dtype=torch.float32, device=device)
+        self.complement = float(complement)
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        centred = z - self.mean
+        return centred * self.complement + ((centred @ self.basis) * self.delta) @ self.basis.T
+
+
+def within_cell_whitening(Z: np.ndarray, cell: np.ndarray,
+                          device: torch.device = torch.device("cpu")) -> Whitening:
+    """The whitening of the pooled within-cell covariance of ``Z`` (Ledoit–Wolf shrunk).
+
+    ``cell`` labels each row's (class, group) cell; each row is centred on its cell's
+    mean, so the group and class differences themselves do not count as spread.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> rng = np.random.default_rng(0)
+    >>> Z = rng.normal(size=(400, 3)) * [1.0, 10.0, 1e-4]   # wildly different scales
+    >>> white = within_cell_whitening(Z, np.zeros(400, int))
+    >>> zs = white(torch.as_tensor(Z, dtype=torch.float32)).numpy()
+    >>> ratio = zs[:, 1].std() / zs[:, 0].std()               # 10 before whitening
+    >>> bool(0.8 < ratio < 1.25)
+    True
+    """
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    Z = np.asarray(Z, dtype=np.float64)
+    n, d = Z.shape
+    resid = Z.copy()
+    for c in np.unique(cell):
+        rows = cell == c
+        resid[rows] -= Z[rows].mean(axis=0)
+    mean = Z.mean(axis=0)
+    total = float((resid**2).sum()) / n
+    if total <= 1e-300:  # constant embeddings: nothing to whiten
+        return Whitening(mean, np.zeros((d, 0)), np.zeros(0), 1.0, device)
+    alpha = float(ledoit_wolf_shrinkage(resid, assume_centered=True))
+    floor = max(alpha, 1e-3) * total / d  # the shrinkage target's share of every direction
+    _, sv, vt = np.linalg.svd(resid, full_matrices=False)
+    eig = (1 - alpha) * sv**2 / n + floor
+    keep = sv > 1e-10 * sv.max()
+    return Whitening(mean, vt[keep].T, eig[keep] ** -0.5, floor**-0.5, device)
+
+
 class Adversary:
     """The adversarial loss of a batch, everything but the embeddings fixed at fit time.
 
@@ -103,9 +173,9 @@ class Adversary:
     a, cls : ndarray of int
         Group and class codes of every training sample.
     Z : ndarray of shape (n_samples, n_features_out)
-        The clean training embeddings. ``"mean_gap"`` standardises with their mean and
-        standard deviation and reports the gap relative to theirs, so its loss starts
-        near 1 and 0 means no group difference is left.
+        The clean training embeddings. ``"mean_gap"`` whitens with their within-cell
+        covariance (:func:`within_cell_whitening`) and reports the gap relative to
+        theirs, so its loss starts near 1 and 0 means no group difference is left.
     device : torch.device
     """
 
@@ -121,13 +191,11 @@ class Adversary:
         self.prior = torch.as_tensor(prior, dtype=torch.float32, device=device)
         self.a = torch.as_tensor(a, device=device)
         self.cls = torch.as_tensor(cls, device=device)
-        scale = Z.std(axis=0)
-        self.z_mean = torch.as_tensor(Z.mean(axis=0), dtype=torch.float32, device=device)
-        self.z_scale = torch.as_tensor(np.where(scale > 0, scale, 1.0), dtype=torch.float32,
-                                       device=device)
         self.gap0 = 1.0
         self.var_cap = None
+        self.whiten = None
         if objective == "mean_gap":
+            self.whiten = within_cell_whitening(Z, cls * self.n_groups + a, device)
             self.var_cap = self._cell_variance(Z, a, cls)
             clean = float(self._gap(torch.as_tensor(Z, dtype=torch.float32, device=device),
                                     self.a, self.cls))
@@ -142,20 +210,24 @@ class Adversary:
         return other
 
     def _cell_variance(self, Z: np.ndarray, a: np.ndarray, cls: np.ndarray) -> torch.Tensor:
-        """Cap on the within-(class, group) variance of the standardised embeddings."""
-        zs = (Z - self.z_mean.cpu().numpy()) / self.z_scale.cpu().numpy()
+        """Cap on the within-(class, group) variance of the whitened embeddings."""
+        with torch.no_grad():
+            zs = self.whiten(torch.as_tensor(Z, dtype=torch.float32,
+                                             device=self.whiten.mean.device)).cpu().numpy()
         var = np.zeros((self.n_classes, self.n_groups, Z.shape[1]), dtype=np.float32)
         for c in range(self.n_classes):
             for k in range(self.n_groups):
                 rows = zs[(cls == c) & (a == k)]
                 if len(rows) >= 2:
                     var[c, k] = rows.var(axis=0, ddof=1)
-        # floored at the dimension's overall clean variance (1 once standardised): a cell
-        # that was nearly constant may legitimately spread out as the edit changes it
-        return torch.as_tensor(VAR_CAP_FACTOR * np.maximum(var, 1.0), device=self.z_mean.device)
+        # floored at the dimension's overall clean variance: a cell that was nearly
+        # constant may legitimately spread out as the edit changes it
+        overall = zs.var(axis=0).astype(np.float32)
+        return torch.as_tensor(VAR_CAP_FACTOR * np.maximum(var, overall),
+                               device=self.whiten.mean.device)
 
     def _gap(self, z: torch.Tensor, a: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
-        zs = (z - self.z_mean) / self.z_scale
+        zs = self.whiten(z)
         cell = cls * self.n_groups + a
         return mean_gap(zs, cell, self.n_groups, self.n_classes, self.var_cap) / self.gap0
 

@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from fairnoise import DebiasedNoiseTransformer
 from fairnoise.edits import FittedEdit
 
-FAST = dict(max_epochs=2, batch_size=64, random_state=0)
+FAST = dict(max_epochs=2, batch_size=64, random_state=0, validation_fraction=None)
 
 
 def retrained_leakage(t, X_train, a_train, X_test, a_test, y_train=None, y_test=None):

@@ -113,7 +113,7 @@ def test_variance_cap_keeps_an_inflated_spread_from_lowering_the_estimate():
         Ze = torch.as_tensor(cell_mean + s * (Z - cell_mean), dtype=torch.float32)
         if capped:
             return np.mean([float(adv(Ze[idx], idx)) for idx in batches])
-        zs = (Ze - adv.z_mean) / adv.z_scale
+        zs = adv.whiten(Ze)
         return np.mean([float(mean_gap(zs[idx], torch.as_tensor(a[idx]), 2, 1)) / adv.gap0
                         for idx in batches])
 
@@ -264,10 +264,40 @@ def test_with_samples_keeps_probe_prior_and_scale_and_replaces_the_labels():
     Z_val, a_val = _grouped_embeddings(n=200, seed=1)
     Z_val = 3.0 * Z_val + 1.0  # a different scale: the training standardisation must stay
     other = adv.with_samples(a_val, np.zeros(200, int))
-    for name in ("probe", "prior", "z_mean", "z_scale", "var_cap", "gap0"):
+    for name in ("probe", "prior", "whiten", "var_cap", "gap0"):
         assert getattr(other, name) is getattr(adv, name)
     np.testing.assert_array_equal(adv.a.numpy(), a)  # the original still judges its own
     zv = torch.as_tensor(Z_val, dtype=torch.float32)
-    zs = (zv - adv.z_mean) / adv.z_scale
+    zs = adv.whiten(zv)
     expected = mean_gap(zs, torch.as_tensor(a_val), 2, 1, adv.var_cap) / adv.gap0
     assert float(other(zv, np.arange(200))) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_mean_gap_does_not_depend_on_the_encoders_scale_or_rotation():
+    # Whitened by the within-cell covariance, the loss of an edit is the same whether the
+    # encoder outputs Z, 1000·Z or a rotation of Z (a probe reads them all the same).
+    Z, a = _grouped_embeddings()
+    cls = np.zeros(len(a), int)
+    rng = np.random.default_rng(3)
+    rot, _ = np.linalg.qr(rng.normal(size=(Z.shape[1], Z.shape[1])))
+    edited = Z + rng.normal(scale=0.3, size=Z.shape)
+    losses = []
+    for f in (lambda M: M, lambda M: 1000.0 * M, lambda M: M @ rot):
+        adv = Adversary("mean_gap", None, a, cls, f(Z), CPU)
+        z = torch.as_tensor(f(edited), dtype=torch.float32)
+        losses.append(float(adv(z, np.arange(len(a)))))
+    np.testing.assert_allclose(losses, losses[0], rtol=1e-3)
+
+
+def test_mean_gap_is_not_blown_up_by_near_dead_dimensions():
+    # A pretrained encoder's dead units have a clean spread near 0; an edit that moves
+    # them a little must not look hundreds of times worse than the identity (seen through
+    # EfficientNet-Lite0 with a per-coordinate standardisation).
+    Z, a = _grouped_embeddings()
+    n = len(a)
+    rng = np.random.default_rng(4)
+    Z = np.c_[Z, 1e-6 * rng.normal(size=(n, 20))]
+    adv = Adversary("mean_gap", None, a, np.zeros(n, int), Z, CPU)
+    edited = Z.copy()
+    edited[:, -20:] += 1e-3 * rng.normal(size=(n, 20))  # the dead units wake up a little
+    assert float(adv(torch.as_tensor(edited, dtype=torch.float32), np.arange(n))) < 3.0

@@ -25,7 +25,7 @@ from fairnoise.plotting import (  # noqa: E402
     plot_tradeoff,
 )
 
-FAST = dict(max_epochs=2, batch_size=64, random_state=0)
+FAST = dict(max_epochs=2, batch_size=64, random_state=0, validation_fraction=None)
 
 
 @pytest.fixture(autouse=True)

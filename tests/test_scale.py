@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 
 from fairnoise import DebiasedNoiseTransformer, GeZONoiseTransformer
 
-FAST = dict(max_epochs=2, batch_size=64, random_state=0)
+FAST = dict(max_epochs=2, batch_size=64, random_state=0, validation_fraction=None)
 
 
 class CountingEncoder(torch.nn.Module):

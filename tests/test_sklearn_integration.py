@@ -20,7 +20,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from fairnoise import DebiasedNoiseTransformer
 from fairnoise.encoders import CallableEncoder, TorchEncoder
 
-FAST = dict(max_epochs=2, batch_size=64, random_state=0)
+FAST = dict(max_epochs=2, batch_size=64, random_state=0, validation_fraction=None)
 
 
 def pipeline(**kw):

@@ -13,7 +13,7 @@ from conftest import make_marker_images
 from fairnoise import DebiasedNoiseTransformer, export_noise, load_noise
 from fairnoise.datasets import LazyImageArray
 
-FAST = dict(max_epochs=2, batch_size=64, random_state=0)
+FAST = dict(max_epochs=2, batch_size=64, random_state=0, validation_fraction=None)
 
 
 # -- integer and lazy inputs --------------------------------------------------------------------

@@ -10,7 +10,7 @@ from conftest import make_marker_images
 from fairnoise import DebiasedNoiseTransformer
 from fairnoise.encoders import CallableEncoder, TorchEncoder
 
-FAST = dict(max_epochs=1, batch_size=64, random_state=0)
+FAST = dict(max_epochs=1, batch_size=64, random_state=0, validation_fraction=None)
 
 
 def fit(X, y, a, **kw):

@@ -18,7 +18,7 @@ and the estimators only glue it to their parameters. A new strategy subclasses
 :class:`Strategy` and registers itself in :data:`STRATEGIES`.
 """
 
-from ._first_order import minimise_minibatch
+from ._first_order import NonFiniteLoss, Trace, minimise_minibatch
 from ._loss import EditLoss, Evaluate, QueryLoss
 from ._zeroth_order import (
     STRATEGIES,
@@ -37,10 +37,12 @@ __all__ = [
     "EditLoss",
     "Evaluate",
     "GreedySearch",
+    "NonFiniteLoss",
     "QueryLoss",
     "SPSASearch",
     "SearchState",
     "Strategy",
+    "Trace",
     "greedy_update",
     "minimise_minibatch",
     "numpy_projection",

@@ -36,13 +36,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._eraser import ConditionalEraser, fit_conditional_eraser
 from ._fitted import FittedEdit
 from ._space import EDITS, NoiseSpace
 
-__all__ = ["EDITS", "FittedEdit", "NoiseSpace", "apply_numpy", "input_mean"]
+__all__ = ["EDITS", "ConditionalEraser", "FittedEdit", "NoiseSpace", "apply_numpy",
+           "fit_conditional_eraser", "input_mean"]
 
 # the public path of the classes (pickles, skops' trusted types, the API reference)
-for _cls in (FittedEdit, NoiseSpace):
+for _cls in (ConditionalEraser, FittedEdit, NoiseSpace, fit_conditional_eraser):
     _cls.__module__ = __name__
 del _cls
 

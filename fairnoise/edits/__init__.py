@@ -39,12 +39,15 @@ import numpy as np
 from ._eraser import ConditionalEraser, fit_conditional_eraser
 from ._fitted import FittedEdit
 from ._space import EDITS, NoiseSpace
+from ._standardize import IntensityStandardization, fit_standardization
 
-__all__ = ["EDITS", "ConditionalEraser", "FittedEdit", "NoiseSpace", "apply_numpy",
-           "fit_conditional_eraser", "input_mean"]
+__all__ = ["EDITS", "ConditionalEraser", "FittedEdit", "IntensityStandardization",
+           "NoiseSpace", "apply_numpy", "fit_conditional_eraser", "fit_standardization",
+           "input_mean"]
 
 # the public path of the classes (pickles, skops' trusted types, the API reference)
-for _cls in (ConditionalEraser, FittedEdit, NoiseSpace, fit_conditional_eraser):
+for _cls in (ConditionalEraser, FittedEdit, IntensityStandardization, NoiseSpace,
+             fit_conditional_eraser, fit_standardization):
     _cls.__module__ = __name__
 del _cls
 

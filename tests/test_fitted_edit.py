@@ -106,3 +106,103 @@ def test_a_transformer_pickled_by_fairnoise_0_1_still_transforms(features):
         revived.__setstate__(old)
     np.testing.assert_array_equal(revived.transform(X), t.transform(X))
     assert pickle.loads(pickle.dumps(revived)).edit_.kind == "masked"
+
+
+# -- the optional parts: a standardisation before the edit, an eraser after the encoder ------
+def parts(seed=0):
+    from fairnoise.edits import fit_conditional_eraser, fit_standardization
+
+    rng = np.random.default_rng(seed)
+    standardization = fit_standardization(rng.uniform(size=(20, 2, 4, 4)))
+    Z = rng.normal(size=(60, 5))
+    a = np.arange(60) % 2
+    Z[:, 0] += 2.0 * a
+    return standardization, fit_conditional_eraser(Z, a), Z
+
+
+def masked_with(**parts_) -> FittedEdit:
+    edit = masked()
+    return FittedEdit(edit.kind, edit.input_shape, edit.param, mask=edit.mask,
+                      fill=edit.fill, **parts_)
+
+
+def test_without_parts_the_edit_is_exactly_the_mask_and_its_arrays_are_unchanged():
+    edit = masked()
+    assert edit.standardization is None and edit.eraser is None
+    X = np.random.default_rng(3).uniform(size=(3, 2, 4, 4)).astype(np.float32)
+    inv = (1.0 - edit.mask).astype(np.float32)
+    assert np.array_equal(edit.apply(X), X - inv * (X - edit.replaced))
+    assert set(edit.arrays()) == {"noise", "noise_param", "mask"}
+    Z = np.ones((2, 5), np.float32)
+    assert edit.apply_embeddings(Z) is Z  # no copy, nothing changed
+
+
+def test_the_standardisation_runs_before_the_mask_in_numpy_and_torch():
+    standardization, _, _ = parts()
+    plain = masked()
+    edit = masked_with(standardization=standardization)
+    X = np.random.default_rng(4).uniform(size=(5, 2, 4, 4)).astype(np.float32)
+    expected = plain.apply(standardization.apply(X))
+    assert np.array_equal(edit.apply(X), expected)
+    via_torch = edit.torch_op(torch.device("cpu"))(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(via_torch, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_apply_embeddings_is_the_eraser():
+    _, eraser, Z = parts()
+    edit = masked_with(eraser=eraser)
+    assert np.array_equal(edit.apply_embeddings(Z), eraser.apply(Z))
+    X = np.random.default_rng(5).uniform(size=(2, 2, 4, 4)).astype(np.float32)
+    assert np.array_equal(edit.apply(X), masked().apply(X))  # inputs: the mask only
+
+
+def test_is_identity_needs_every_part_to_be_the_identity():
+    from fairnoise.edits import ConditionalEraser
+
+    standardization, eraser, _ = parts()
+    ones = np.ones((1, 4, 4), np.float32)
+    base = dict(kind="masked", input_shape=(2, 4, 4), param=1 - ones, mask=ones,
+                fill=np.zeros((2, 1, 1)))
+    rank0 = ConditionalEraser(mean=np.zeros(5), left=np.zeros((5, 0)), right=np.zeros((5, 0)))
+    assert FittedEdit(**base).is_identity and FittedEdit(**base, eraser=rank0).is_identity
+    assert not FittedEdit(**base, eraser=eraser).is_identity
+    assert not FittedEdit(**base, standardization=standardization).is_identity
+
+
+def test_the_parts_round_trip_through_the_file_members():
+    standardization, eraser, Z = parts()
+    edit = masked_with(standardization=standardization, eraser=eraser)
+    arrays = edit.arrays()
+    assert {"standardize_mean", "standardize_std", "standardize_eps", "eraser_mean",
+            "eraser_left", "eraser_right"} <= set(arrays)
+    again = FittedEdit.from_arrays("masked", (2, 4, 4), arrays)
+    X = np.random.default_rng(6).uniform(size=(2, 2, 4, 4)).astype(np.float32)
+    assert np.array_equal(again.apply(X), edit.apply(X))
+    assert np.array_equal(again.apply_embeddings(Z), edit.apply_embeddings(Z))
+    del arrays["eraser_left"]
+    with pytest.raises(ValueError, match="'eraser_left' array is missing"):
+        FittedEdit.from_arrays("masked", (2, 4, 4), arrays)
+
+
+def test_a_part_that_does_not_fit_the_edit_is_refused():
+    from fairnoise.edits import IntensityStandardization
+
+    three = IntensityStandardization(mean=np.zeros(3), std=np.ones(3))
+    with pytest.raises(ValueError, match=r"3 channel\(s\), but inputs of shape \(2, 4, 4\)"):
+        masked_with(standardization=three)
+    with pytest.raises(ValueError, match="feature vectors, not images"):
+        FittedEdit("additive", (3,), param=np.zeros(3), noise=np.zeros(3),
+                   standardization=IntensityStandardization(mean=[0.0], std=[1.0]))
+    with pytest.raises(TypeError, match="eraser must be a ConditionalEraser"):
+        masked_with(eraser=np.eye(3))
+
+
+def test_an_edit_pickled_before_the_parts_existed_has_none():
+    edit = masked()
+    state = pickle.loads(pickle.dumps(edit)).__dict__
+    del state["standardization"], state["eraser"]  # what an older fairnoise pickled
+    old = FittedEdit.__new__(FittedEdit)
+    old.__dict__.update(state)
+    assert old.standardization is None and old.eraser is None
+    X = np.ones((1, 2, 4, 4), np.float32)
+    assert np.array_equal(old.apply(X), edit.apply(X)) and not old.is_identity

@@ -8,8 +8,13 @@ the receiving site needs only the edit.
 
 File contents
 -------------
-``noise``, ``noise_param`` and, for the masked edit, ``mask`` (float32 arrays), and
-``metadata``: JSON with ``format`` (``"fairnoise-noise"``), ``format_version``,
+``noise``, ``noise_param`` and, for the masked edit, ``mask`` (float32 arrays); for an
+edit with a per-image standardisation, ``standardize_mean`` and ``standardize_std``
+(float32, one per channel) and ``standardize_eps`` (a float64 number); for an edit with an
+embedding eraser, ``eraser_mean``, ``eraser_left`` and ``eraser_right`` (float64, of
+``n_features_out`` rows); and ``metadata``: JSON with ``format`` (``"fairnoise-noise"``),
+``format_version`` (1, or 2 when the standardisation or eraser arrays are present: a
+fairnoise that reads only version 1 refuses such a file rather than drop them),
 ``fairnoise_version``, ``estimator``, ``edit``, ``input_shape``, ``n_features_out``,
 ``channel_shared``, ``noise_resolution`` (the grid the edit was learned on),
 ``feature_names`` (or null), ``input_scaling`` (uint8 images are divided by 255 and
@@ -49,6 +54,8 @@ SKOPS_TRUSTED_TYPES = [
     "fairnoise.gezo.GeZONoiseTransformer",
     "fairnoise.edits.NoiseSpace",
     "fairnoise.edits.FittedEdit",
+    "fairnoise.edits.IntensityStandardization",
+    "fairnoise.edits.ConditionalEraser",
     "fairnoise.optim.SearchState",
 ]
 

@@ -206,3 +206,23 @@ def test_an_edit_pickled_before_the_parts_existed_has_none():
     assert old.standardization is None and old.eraser is None
     X = np.ones((1, 2, 4, 4), np.float32)
     assert np.array_equal(old.apply(X), edit.apply(X)) and not old.is_identity
+
+
+def test_the_standardisation_flows_through_transform_and_every_encoder_path(images, encoder):
+    from fairnoise.edits import fit_standardization
+    from fairnoise.encoders import check_encoder
+
+    X, y, a = images
+    t = DebiasedNoiseTransformer(encoder=encoder, max_epochs=1, random_state=0,
+                                 validation_fraction=None)
+    t = t.fit(X, y, sensitive_features=a)
+    plain = t.edit_
+    standardization = fit_standardization(0.5 * X + 0.2)
+    edit = FittedEdit(plain.kind, plain.input_shape, plain.param, noise=plain.noise,
+                      mask=plain.mask, fill=plain.fill, standardization=standardization)
+    expected = t.transform(standardization.apply(X))  # the plain edit of standardised X
+    t.edit_ = edit
+    np.testing.assert_allclose(t.transform(X), expected, rtol=1e-4, atol=1e-5)  # torch_op
+    callable_encoder = check_encoder(lambda batch: batch.reshape(len(batch), -1)[:, :7])
+    np.testing.assert_array_equal(callable_encoder.embed(X, edit=edit),  # apply
+                                  edit.apply(X).reshape(len(X), -1)[:, :7])

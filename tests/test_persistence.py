@@ -149,3 +149,108 @@ def test_transform_checks_the_encoder_is_the_one_the_edit_was_learned_for(tmp_pa
     loaded = load_noise(path, encoder=narrow)
     with pytest.raises(ValueError, match="5 features.*fitted for 64"):
         loaded.transform(X)
+
+
+# -- format version 2: the optional standardisation and eraser -------------------------------
+def read_metadata(path) -> dict:
+    with np.load(path, allow_pickle=False) as archive:
+        return json.loads(str(archive["metadata"]))
+
+
+def with_parts(t, X, y, a) -> FittedEdit:
+    from fairnoise.edits import fit_conditional_eraser, fit_standardization
+
+    edit = t.edit_
+    edit = FittedEdit(edit.kind, edit.input_shape, edit.param, noise=edit.noise,
+                      mask=edit.mask, fill=edit.fill, standardization=fit_standardization(X))
+    t.edit_ = edit
+    eraser = fit_conditional_eraser(t.transform(X), a, y)
+    return FittedEdit(edit.kind, edit.input_shape, edit.param, noise=edit.noise,
+                      mask=edit.mask, fill=edit.fill, standardization=edit.standardization,
+                      eraser=eraser)
+
+
+def test_an_edit_with_a_standardisation_and_an_eraser_round_trips_exactly(tmp_path, images,
+                                                                           encoder):
+    X, y, a = images
+    t = DebiasedNoiseTransformer(encoder=encoder, max_epochs=1, random_state=0)
+    t = t.fit(X, y, sensitive_features=a)
+    t.edit_ = with_parts(t, X, y, a)
+    path = t.export_noise(tmp_path / "edit")
+    assert read_metadata(path)["format_version"] == 2
+    loaded = load_noise(path, encoder=encoder)
+    for name in ("standardization", "eraser"):
+        for key, value in getattr(t.edit_, name).arrays().items():
+            stored = getattr(loaded.edit_, name).arrays()[key]
+            assert stored.dtype == value.dtype and np.array_equal(stored, value), (name, key)
+    np.testing.assert_array_equal(loaded.transform(X), t.transform(X))  # standardised first
+    Z = t.transform(X)
+    np.testing.assert_array_equal(loaded.edit_.apply_embeddings(Z), t.edit_.apply_embeddings(Z))
+
+
+def test_an_edit_without_parts_is_still_written_in_format_version_1(tmp_path, features):
+    X, y, a = features
+    path = DebiasedNoiseTransformer(max_epochs=1, random_state=0).fit(
+        X, y, sensitive_features=a).export_noise(tmp_path / "edit")
+    assert read_metadata(path)["format_version"] == 1
+
+
+def test_a_version_1_file_loads_bit_identically(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"noise": rng.normal(size=4).astype(np.float32),
+              "noise_param": rng.uniform(size=4).astype(np.float32),
+              "mask": rng.uniform(size=4).astype(np.float32)}
+    edit = load_noise(write_file(tmp_path / "v1.npz", arrays=arrays)).edit_
+    assert edit.standardization is None and edit.eraser is None
+    for name, value in arrays.items():
+        assert np.array_equal(edit.arrays()[name], value)
+    assert set(edit.arrays()) == set(arrays)
+
+
+IMAGE_META = {**GOOD_META, "format_version": 2, "input_shape": [2, 2, 2], "n_features_out": 3}
+PART_ARRAYS = {"noise": np.zeros((2, 2, 2), np.float32),
+               "noise_param": np.zeros((2, 2, 2), np.float32),
+               "mask": np.ones((2, 2, 2), np.float32),
+               "standardize_mean": np.full(2, 0.5, np.float32),
+               "standardize_std": np.full(2, 0.2, np.float32),
+               "standardize_eps": np.asarray(1e-6),
+               "eraser_mean": np.zeros(3), "eraser_left": np.eye(3)[:, :1],
+               "eraser_right": np.eye(3)[:, :1]}
+
+
+def test_a_well_formed_version_2_file_loads(tmp_path):
+    edit = load_noise(write_file(tmp_path / "ok.npz", IMAGE_META, PART_ARRAYS)).edit_
+    assert edit.eraser.rank == 1 and edit.standardization.n_channels == 2
+
+
+@pytest.mark.parametrize("change, reason", [
+    (dict(eraser_left=np.eye(3)), r"left .* and right .* must have the same shape"),
+    (dict(eraser_left=np.eye(2)[:, :1], eraser_right=np.eye(2)[:, :1],
+          eraser_mean=np.zeros(2)), "eraser is for embeddings of 2 features, but "
+                                    "n_features_out is 3"),
+    (dict(eraser_mean=np.full(3, np.nan)), "eraser's mean holds NaN"),
+    (dict(eraser_right=2 * np.eye(3)[:, :1]), "must be the identity"),
+    (dict(eraser_right=None), "'eraser_right' array is missing"),
+    (dict(eraser_left=np.zeros((3, 3, 3))), "larger than its metadata allows"),
+    (dict(standardize_std=np.full(2, -1.0, np.float32)), "std must be non-negative"),
+    (dict(standardize_mean=np.zeros(1), standardize_std=np.ones(1)),
+     r"1 channel\(s\), but inputs of shape \(2, 2, 2\) have 2"),
+    (dict(standardize_eps=np.zeros(2)), "eps must be one number"),
+    (dict(standardize_eps=np.asarray(np.inf)), "eps must be a positive number"),
+])
+def test_malformed_part_arrays_are_rejected(tmp_path, change, reason):
+    arrays = {k: v for k, v in {**PART_ARRAYS, **change}.items() if v is not None}
+    with pytest.raises(ValueError, match=f"not a valid fairnoise edit file.*{reason}"):
+        load_noise(write_file(tmp_path / "bad.npz", IMAGE_META, arrays))
+
+
+def test_part_arrays_in_a_version_1_file_are_refused(tmp_path):
+    meta = {**IMAGE_META, "format_version": 1}
+    with pytest.raises(ValueError, match="'standardize_mean' entry needs format_version 2"):
+        load_noise(write_file(tmp_path / "bad.npz", meta, PART_ARRAYS))
+
+
+def test_a_newer_format_version_asks_for_an_upgrade(tmp_path):
+    meta = {**IMAGE_META, "format_version": 3}
+    with pytest.raises(ValueError, match="format version 3.*upgrade fairnoise"):
+        load_noise(write_file(tmp_path / "new.npz", meta, PART_ARRAYS))

@@ -1,7 +1,10 @@
 """The ``.npz`` file of a learned edit: numeric arrays and JSON metadata, nothing executable.
 
 An archive holds ``metadata`` (a JSON string) and the arrays of
-:meth:`FittedEdit.arrays <fairnoise.edits.FittedEdit.arrays>`. Reading trusts nothing in
+:meth:`FittedEdit.arrays <fairnoise.edits.FittedEdit.arrays>`. ``format_version`` is 1
+for an edit without optional parts (what every fairnoise can read) and 2 for one with a
+standardisation or an eraser: a reader of version 1 reads only the members it knows, so
+it must refuse such a file rather than silently drop its parts. Reading trusts nothing in
 the file: only the known members are read, each member's declared dtype and shape are
 checked against the metadata *before* its data is read (so a small file cannot make the
 reader allocate gigabytes), and every violation is a ``ValueError`` that says the file is
@@ -18,13 +21,16 @@ from typing import IO, Any
 
 import numpy as np
 
-from ._fitted import KINDS, FittedEdit
+from ._fitted import KINDS, PARTS, FittedEdit
 
 FORMAT = "fairnoise-noise"
-FORMAT_VERSION = 1
+#: the newest format version written and read; an edit without parts is written as 1
+FORMAT_VERSION = 2
 #: the longest metadata string read (feature names included), in characters
 _MAX_METADATA_CHARS = 10_000_000
 _ARRAYS = ("noise", "noise_param", "mask")
+#: the optional parts' members (format version 2): float64 where the part computes in it
+_PART_ARRAYS = tuple(prefix + name for prefix, _, names in PARTS.values() for name in names)
 
 
 class InvalidEditFile(ValueError):
@@ -39,11 +45,14 @@ def save_edit(path: str | os.PathLike, edit: FittedEdit, metadata: dict[str, Any
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata,
+    arrays = edit.arrays()
+    version = 2 if any(k in arrays for k in _PART_ARRAYS) else 1
+    meta = {"format": FORMAT, "format_version": version, **metadata,
             "edit": edit.kind, "input_shape": list(edit.input_shape)}
     with open(path, "wb") as fh:
         np.savez(fh, metadata=np.asarray(json.dumps(meta)),
-                 **{k: np.asarray(v, np.float32) for k, v in edit.arrays().items()})
+                 **{k: np.asarray(v) if k in _PART_ARRAYS else np.asarray(v, np.float32)
+                    for k, v in arrays.items()})
     return path
 
 
@@ -65,15 +74,27 @@ def load_edit(path: str | os.PathLike) -> tuple[FittedEdit, dict[str, Any]]:
         meta = _check_metadata(path, text)
         shape = tuple(meta["input_shape"])
         size = int(np.prod(shape))
+        width = meta["n_features_out"]
+        limits = {**dict.fromkeys(_ARRAYS, size), **dict.fromkeys(_PART_ARRAYS, size),
+                  "eraser_mean": width, "eraser_left": width * width,
+                  "eraser_right": width * width}
         arrays = {}
-        for name in _ARRAYS:
-            if name in members:
-                arrays[name] = _read_member(archive, members[name], path, name, kind="fc",
-                                            max_elements=size)
+        for name, limit in limits.items():
+            if name not in members:
+                continue
+            if name in _PART_ARRAYS and meta["format_version"] < 2:
+                raise InvalidEditFile(path, f"its {name!r} entry needs format_version 2, "
+                                      f"not {meta['format_version']}")
+            arrays[name] = _read_member(archive, members[name], path, name, kind="fc",
+                                        max_elements=limit)
     try:
         edit = FittedEdit.from_arrays(meta["edit"], shape, arrays)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise InvalidEditFile(path, str(exc).rstrip(".")) from exc
+    if edit.eraser is not None and edit.eraser.mean.shape[0] != width:
+        raise InvalidEditFile(path, f"its eraser is for embeddings of "
+                              f"{edit.eraser.mean.shape[0]} features, but n_features_out is "
+                              f"{width}")
     return edit, meta
 
 

@@ -603,6 +603,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         state.pop("_X_index", None)  # only held between validation and the labels' check
         state.pop("_clean_cache", None)  # the guard's clean embeddings and adversary
         state.pop("_path_state", None)  # Adam's state along the λ path of one fit
+        if isinstance(state.get("validation_"), pd.DataFrame):  # plain lists: skops-safe
+            state["validation_"] = {"columns": state["validation_"].to_dict("list")}
         return state
 
     def __reduce_ex__(self, protocol: int) -> tuple:
@@ -632,6 +634,9 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         return self.__reduce_ex__(2)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        table = state.get("validation_")
+        if isinstance(table, dict) and set(table) == {"columns"}:
+            state = {**state, "validation_": pd.DataFrame(table["columns"])}
         if "noise_param_" in state and "edit_" not in state:  # pickled by fairnoise 0.1
             state = dict(state)
             noise, mask, param = (state.pop(k) for k in ("noise_", "mask_", "noise_param_"))

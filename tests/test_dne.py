@@ -122,7 +122,7 @@ def test_memmap_input_is_read_lazily_and_matches_in_memory(tmp_path, images, enc
 # -- reproducibility and purity ----------------------------------------------------------------
 def test_same_random_state_gives_bit_identical_noise(images, encoder):
     X, y, a = images
-    kw = dict(encoder=encoder, max_epochs=3, batch_size=32)
+    kw = dict(encoder=encoder, max_epochs=3, batch_size=32, validation_fraction=None)
     t1 = DebiasedNoiseTransformer(random_state=3, **kw).fit(X, y, sensitive_features=a)
     t2 = DebiasedNoiseTransformer(random_state=3, **kw).fit(X, y, sensitive_features=a)
     t3 = DebiasedNoiseTransformer(random_state=4, **kw).fit(X, y, sensitive_features=a)
@@ -167,6 +167,7 @@ def test_default_edit_lowers_retrained_probe_leakage_on_a_marker_shortcut():
     Xt, yt, at = make_marker_images(n=400, seed=1)
     enc = make_encoder()
     identity = DebiasedNoiseTransformer(encoder=enc, max_epochs=1, learning_rate=1e-12,
+                                        validation_fraction=None,
                                         random_state=0).fit(X, y, sensitive_features=a)
     dne = DebiasedNoiseTransformer(encoder=enc, random_state=0).fit(X, y, sensitive_features=a)
     before = retrained_leakage(identity, X, a, Xt, at, y, yt)
@@ -180,7 +181,8 @@ def test_default_edit_lowers_retrained_probe_leakage_on_a_marker_shortcut():
 
 def test_feature_mode_masked_edit_hides_the_group_column(features):
     X, y, a = features
-    t = DebiasedNoiseTransformer(random_state=0).fit(X, y, sensitive_features=a)
+    t = DebiasedNoiseTransformer(validation_fraction=None, random_state=0).fit(
+        X, y, sensitive_features=a)
     assert t.mask_[3] < 0.1
     assert t.mask_[0] > 0.9  # the label column is kept
 
@@ -188,7 +190,7 @@ def test_feature_mode_masked_edit_hides_the_group_column(features):
 def test_additive_edit_in_feature_mode_cannot_remove_linear_information(features):
     X, y, a = features
     with pytest.warns(UserWarning, match="only moves a linear model's intercept"):
-        t = DebiasedNoiseTransformer(edit="additive", random_state=0).fit(
+        t = DebiasedNoiseTransformer(edit="additive", erase=False, random_state=0).fit(
             X, y, sensitive_features=a)
     Z = t.transform(X)
     np.testing.assert_allclose(Z - X, np.broadcast_to(t.noise_, X.shape), atol=1e-6)
@@ -235,6 +237,7 @@ def test_mask_stays_in_the_unit_interval(images, encoder):
 def test_early_stopping_on_the_loss(images, encoder):
     X, y, a = images
     t = DebiasedNoiseTransformer(encoder=encoder, max_epochs=50, tol=1e3, n_iter_no_change=2,
+                                 validation_fraction=None,
                                  random_state=0).fit(X, y, sensitive_features=a)
     assert t.n_iter_ == 3  # the first epoch sets the best loss, two more fail to beat it
 

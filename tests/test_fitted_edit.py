@@ -96,7 +96,8 @@ def test_estimator_attributes_are_views_of_the_fitted_edit(features):
 
 def test_a_transformer_pickled_by_fairnoise_0_1_still_transforms(features):
     X, y, a = features
-    t = DebiasedNoiseTransformer(random_state=0, max_epochs=3).fit(X, y, sensitive_features=a)
+    t = DebiasedNoiseTransformer(random_state=0, max_epochs=3, validation_fraction=None)
+    t.fit(X, y, sensitive_features=a)
     state = t.__getstate__()
     old = {k: v for k, v in state.items() if k != "edit_"}
     old.update(noise_=t.noise_.copy(), mask_=t.mask_.copy(), noise_param_=t.edit_.param.copy())

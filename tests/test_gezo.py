@@ -71,7 +71,7 @@ class FakeAPI:
 def gezo(api=None, **kw) -> GeZONoiseTransformer:
     encoder = CallableEncoder(api if api is not None else FakeAPI(), batch_size=B,
                               retry_delay=0)
-    return GeZONoiseTransformer(encoder, **{**SMALL, **kw})
+    return GeZONoiseTransformer(encoder, **{**SMALL, **kw}, validation_fraction=None)
 
 
 def leakage(Z_train, a_train, Z_test, a_test) -> float:
@@ -128,7 +128,8 @@ def test_output_images_queries_nothing():
 
 def test_feature_mode_queries_nothing(features):
     Xf, yf, af = features
-    t = GeZONoiseTransformer(max_epochs=15, random_state=0).fit(Xf, yf, sensitive_features=af)
+    t = GeZONoiseTransformer(max_epochs=15, random_state=0,
+                             validation_fraction=None).fit(Xf, yf, sensitive_features=af)
     assert t.n_queries_ == 0
     assert t.mask_[3] < t.mask_[[1, 2, 4]].min()  # the group column is masked most
 
@@ -245,7 +246,7 @@ def test_warm_start_with_other_groups_is_a_value_error():
 
 
 def test_warm_start_after_unpickling_embeds_the_training_set_again():
-    t = GeZONoiseTransformer(ENC, **SMALL, max_epochs=1, warm_start=True)
+    t = GeZONoiseTransformer(ENC, **SMALL, max_epochs=1, warm_start=True, validation_fraction=None)
     t.fit(X, Y, sensitive_features=A)
     q, epoch = t.n_queries_, (2 * 3 + 2) * N
     t2 = pickle.loads(pickle.dumps(t))
@@ -284,7 +285,7 @@ def test_the_edit_lowers_a_retrained_probes_leakage(strategy):
     Xtr, ytr, atr = make_marker_images(n=300, seed=1)
     Xte, _, ate = make_marker_images(n=300, seed=2)
     t = GeZONoiseTransformer(ENC, strategy=strategy, noise_resolution=4, batch_size=64,
-                             max_queries=10_000, random_state=0)
+                             max_queries=10_000, random_state=0, validation_fraction=None)
     t.fit(Xtr, ytr, sensitive_features=atr)
     with torch.no_grad():
         clean = [ENC(torch.as_tensor(x)).numpy() for x in (Xtr, Xte)]
@@ -296,7 +297,8 @@ def test_the_edit_lowers_a_retrained_probes_leakage(strategy):
 def test_three_string_groups_and_a_module_encoder():
     X3, y3, a3 = make_marker_images(n=150, groups=3)
     groups = np.array(["f", "m", "x"])[a3]
-    t = GeZONoiseTransformer(ENC, max_epochs=1, batch_size=B, random_state=0)
+    t = GeZONoiseTransformer(ENC, max_epochs=1, batch_size=B, random_state=0,
+                             validation_fraction=None)
     Z = t.fit(X3, y3, sensitive_features=groups).transform(X3)
     assert Z.shape == (150, 64) and list(t.classes_sensitive_) == ["f", "m", "x"]
     assert t.n_queries_ == 150 + (2 * 10 + 2) * 150
@@ -310,9 +312,9 @@ def test_verbose_shows_the_loss_and_the_queries(capsys):
 
 # -- scikit-learn integration ----------------------------------------------------------------
 @parametrize_with_checks([
-    GeZONoiseTransformer(max_epochs=2, random_state=0),
+    GeZONoiseTransformer(max_epochs=2, random_state=0, validation_fraction=None),
     GeZONoiseTransformer(edit="additive", objective="neg_ce", strategy="greedy", max_epochs=2,
-                         random_state=0),
+                         random_state=0, validation_fraction=None),
 ])
 def test_scikit_learn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
@@ -329,12 +331,13 @@ def test_fit_without_groups_warns_and_learns_no_edit():
 
 
 def pipeline(**kw) -> Pipeline:
-    noise = GeZONoiseTransformer(ENC, **{**SMALL, "max_epochs": 1, **kw})
+    noise = GeZONoiseTransformer(ENC, **{**SMALL, "max_epochs": 1, **kw}, validation_fraction=None)
     return Pipeline([("noise", noise), ("clf", LogisticRegression(max_iter=500))])
 
 
 def test_pickle_round_trip():
-    t = GeZONoiseTransformer(ENC, **SMALL, max_epochs=1).fit(X, Y, sensitive_features=A)
+    t = GeZONoiseTransformer(ENC, **SMALL, max_epochs=1,
+                             validation_fraction=None).fit(X, Y, sensitive_features=A)
     copy = pickle.loads(pickle.dumps(t))
     np.testing.assert_array_equal(copy.transform(X), t.transform(X))
     assert isinstance(copy.noise_, np.ndarray) and isinstance(copy.search_state_, SearchState)
@@ -342,7 +345,8 @@ def test_pickle_round_trip():
 
 def test_pipeline_and_grid_search_pass_the_groups():
     pipe = pipeline().fit(X, Y, noise__sensitive_features=A)
-    direct = GeZONoiseTransformer(ENC, **SMALL, max_epochs=1).fit(X, Y, sensitive_features=A)
+    direct = GeZONoiseTransformer(ENC, **SMALL, max_epochs=1,
+                                  validation_fraction=None).fit(X, Y, sensitive_features=A)
     np.testing.assert_array_equal(pipe["noise"].edit_.param, direct.edit_.param)
     search = GridSearchCV(pipeline(), {"noise__strategy": ["greedy", "spsa"]}, cv=2)
     search.fit(X, Y, noise__sensitive_features=A)
@@ -372,9 +376,11 @@ def test_bad_parameters_are_value_errors(kwargs, match):
 
 def test_bad_encoders_and_inputs_are_rejected(features):
     with pytest.raises(ValueError, match="'encoder' parameter"):
-        GeZONoiseTransformer("resnet").fit(X, Y, sensitive_features=A)
+        GeZONoiseTransformer("resnet", validation_fraction=None).fit(X, Y, sensitive_features=A)
     with pytest.raises(ValueError, match="noise_resolution applies to images"):
-        GeZONoiseTransformer(noise_resolution=4).fit(features[0], sensitive_features=features[2])
+        GeZONoiseTransformer(noise_resolution=4, validation_fraction=None).fit(
+            features[0], sensitive_features=features[2])
     with pytest.raises(ValueError, match="returned 1 embeddings for a batch of 64"):
-        GeZONoiseTransformer(lambda b: np.zeros((1, 3)), batch_size=B, max_retries=0).fit(
+        GeZONoiseTransformer(lambda b: np.zeros((1, 3)), batch_size=B, max_retries=0,
+                             validation_fraction=None).fit(
             X, Y, sensitive_features=A)

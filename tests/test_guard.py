@@ -228,3 +228,15 @@ def test_minimise_minibatch_keeps_the_best_held_out_iterate_and_stops_on_diverge
     assert trace.diverged_at == 2 and trace.best_epoch == 1 and len(curve) == 2
     assert trace.held_out == [1.0, 0.9, 5.0]
     assert float(theta) != 0.0  # epoch 1's iterate, not the last (diverged) one
+
+
+def test_a_guarded_fit_is_bit_identical_for_a_fixed_seed():
+    X, y, a = make_marker_images(n=240)
+    outs = []
+    for _ in range(2):
+        t = DebiasedNoiseTransformer(make_encoder(), **FAST)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoSafeEditWarning)
+            outs.append((t.fit(X, y, sensitive_features=a).transform(X), t.validation_))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    assert outs[0][1].equals(outs[1][1])

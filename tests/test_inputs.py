@@ -20,8 +20,9 @@ ENC = make_encoder()
 X, Y, A = make_marker_images(n=160)
 N, B = len(X), 64
 
-WHITE = dict(max_epochs=1, batch_size=B, random_state=0)
-BLACK = dict(batch_size=B, n_directions=3, noise_resolution=4, random_state=0)
+WHITE = dict(max_epochs=1, batch_size=B, random_state=0, validation_fraction=None)
+BLACK = dict(batch_size=B, n_directions=3, noise_resolution=4, random_state=0,
+             validation_fraction=None)
 
 def embed(batch: np.ndarray) -> np.ndarray:
     with torch.no_grad():
@@ -153,7 +154,8 @@ def test_the_additive_edit_on_images_and_the_masked_edit_on_features_do_not_warn
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         dne(edit="additive").fit(X, Y, sensitive_features=A)
-        DebiasedNoiseTransformer(max_epochs=1).fit(Xf, yf, sensitive_features=af)
+        DebiasedNoiseTransformer(max_epochs=1, validation_fraction=None).fit(
+            Xf, yf, sensitive_features=af)
 
 
 # -- a group with one sample (14 §9) -------------------------------------------------------
@@ -169,7 +171,8 @@ def test_groups_of_two_or_more_samples_do_not_warn(features):
     Xf, yf, af = features
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        DebiasedNoiseTransformer(max_epochs=1).fit(Xf, yf, sensitive_features=af)
+        DebiasedNoiseTransformer(max_epochs=1, validation_fraction=None).fit(
+            Xf, yf, sensitive_features=af)
 
 
 # -- pandas labels indexed differently from X (14 §9) --------------------------------------

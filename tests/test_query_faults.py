@@ -33,7 +33,7 @@ def black_box(fn, **kw) -> CallableEncoder:
 
 def gezo(fn=embed, **kw) -> GeZONoiseTransformer:
     return GeZONoiseTransformer(CallableEncoder(fn, batch_size=B, retry_delay=0),
-                                **{**BLACK, **kw})
+                                **{**BLACK, **kw}, validation_fraction=None)
 
 
 # -- malformed responses (13.6) ------------------------------------------------------------
@@ -176,7 +176,7 @@ def test_a_failed_call_keeps_the_responses_its_job_already_paid_for(n_jobs):
     def fit(api, **kw):
         enc = CallableEncoder(api, batch_size=16, retry_delay=0)
         return GeZONoiseTransformer(enc, **{**BLACK, "max_epochs": 2, "n_jobs": n_jobs,
-                                            "max_retries": 1, **kw})
+                                            "max_retries": 1, **kw}, validation_fraction=None)
 
     steady = FaultyAPI()
     clean = fit(steady).fit(X, Y, sensitive_features=A)
@@ -192,7 +192,7 @@ def test_a_failed_call_keeps_the_responses_its_job_already_paid_for(n_jobs):
 def test_a_failure_while_embedding_for_the_probe_loses_nothing_either():
     enc = CallableEncoder(FaultyAPI(broken_from=2, broken_until=3), batch_size=B,
                           retry_delay=0)
-    t = GeZONoiseTransformer(enc, **BLACK, max_epochs=1, max_retries=0)
+    t = GeZONoiseTransformer(enc, **BLACK, max_epochs=1, max_retries=0, validation_fraction=None)
     with pytest.raises(MalformedResponseError, match="No edit was learned yet"):
         t.fit(X, Y, sensitive_features=A)
     assert t.n_queries_ == B  # the first call's images, kept by the encoder
@@ -282,7 +282,7 @@ class Narrowing(torch.nn.Module):
 def test_an_encoder_changing_width_is_refused_by_name_in_gezo():
     with pytest.raises(MalformedResponseError, match=r"TorchEncoder\(Narrowing.*returned "
                                                      r"embeddings of 5 features where 64"):
-        GeZONoiseTransformer(Narrowing(), **BLACK, max_retries=0).fit(
+        GeZONoiseTransformer(Narrowing(), **BLACK, max_retries=0, validation_fraction=None).fit(
             X, Y, sensitive_features=A)
 
 
@@ -304,7 +304,8 @@ def test_a_gezo_api_returning_complex_numbers_names_the_encoder_output():
 def test_a_huge_step_size_says_the_edit_overflowed(features, encoder):
     if encoder is None:
         Xf, yf, af = features
-        t = GeZONoiseTransformer(edit="additive", step_size=1e30, random_state=0)
+        t = GeZONoiseTransformer(edit="additive", step_size=1e30, random_state=0,
+                                 validation_fraction=None)
         fit = lambda: t.fit(Xf, yf, sensitive_features=af)  # noqa: E731
     else:
         t = gezo(edit="additive", step_size=1e30)

@@ -26,7 +26,14 @@ Where each part lives:
 * :class:`FittedEdit` (``_fitted.py``): the result, a frozen value object with the
   full-resolution arrays, ``apply`` (NumPy) and ``torch_op`` (torch), which
   ``transform``, the plots and the file format use;
-* ``_file.py``: the ``.npz`` file format of :func:`fairnoise.export_noise`.
+* ``_file.py``: the ``.npz`` file format of :func:`fairnoise.export_noise`;
+* two fixed, label-free parts a fitted edit may carry around the learned one, judged by
+  the transformers' validation guard: :class:`IntensityStandardization`
+  (``_standardize.py``, before it: each image's intensity mapped to the training
+  average, against a global brightness or contrast shortcut) and
+  :class:`ConditionalEraser` (``_eraser.py``, after the encoder: the within-class
+  group-mean differences of the embeddings removed by one linear map, against shortcuts
+  no input edit reaches).
 
 A new kind of edit adds its parametrisation to :class:`NoiseSpace`, its arrays to
 :class:`FittedEdit`, and its name to ``EDITS``.

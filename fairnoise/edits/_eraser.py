@@ -175,6 +175,8 @@ def fit_conditional_eraser(Z: Any, groups: Any, classes: Any = None, *,
         two classes, the direction of each class's group difference is kept, but the
         noise between two estimates of one shortcut is not erased (on few features it
         would take the disease with it). An int: at most that many.
+
+    Returns
     -------
     eraser : ConditionalEraser
         Of rank at most :math:`\sum_y (K_y - 1)`, :math:`K_y` the groups of class

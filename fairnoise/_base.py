@@ -29,8 +29,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._dask import is_dask_array, transform_dask
 from ._groups import encode_groups, plain
-from ._guard import LAMBDA_PATHS, LAMBDA_UNVALIDATED, Judge, holdout_split, refusal_message
-from ._guard import NoSafeEditWarning
+from ._guard import (
+    LAMBDA_PATHS,
+    LAMBDA_UNVALIDATED,
+    Judge,
+    NoSafeEditWarning,
+    holdout_split,
+    refusal_message,
+)
 from ._inputs import RowSubset, chunk_rows, read_rows, validate_inputs
 from ._threads import blas_within_torch
 from .edits import EDITS, FittedEdit, NoiseSpace, input_mean

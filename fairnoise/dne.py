@@ -11,9 +11,9 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseNoiseTransformer
+from ._guard import PATH_EPOCHS
 from .encoders import TorchEncoder, check_encoder
 from .objectives import Adversary
-from ._guard import PATH_EPOCHS
 from .optim import EditLoss, NonFiniteLoss, Trace, minimise_minibatch
 
 __all__ = ["DebiasedNoiseTransformer"]

@@ -125,7 +125,7 @@ class Whitening:
 
 
 def within_cell_whitening(Z: np.ndarray, cell: np.ndarray,
-                          device: torch.device = torch.device("cpu")) -> Whitening:
+                          device: torch.device | None = None) -> Whitening:
     """The whitening of the pooled within-cell covariance of ``Z`` (Ledoit–Wolf shrunk).
 
     ``cell`` labels each row's (class, group) cell; each row is centred on its cell's
@@ -144,6 +144,7 @@ def within_cell_whitening(Z: np.ndarray, cell: np.ndarray,
     """
     from sklearn.covariance import ledoit_wolf_shrinkage
 
+    device = torch.device("cpu") if device is None else device
     Z = np.asarray(Z, dtype=np.float64)
     n, d = Z.shape
     resid = Z.copy()

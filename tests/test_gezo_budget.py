@@ -1,0 +1,44 @@
+"""GeZO's budget check scales: thousands of directions cost one pass, not one per candidate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_encoder, make_marker_images
+
+import fairnoise.optim._loss as loss_module
+from fairnoise import GeZONoiseTransformer
+
+
+class CountingDigest:
+    """``_digest`` that counts its calls and fails as soon as they pass ``limit``."""
+
+    def __init__(self, digest, limit: int) -> None:
+        self.digest, self.limit, self.calls = digest, limit, 0
+
+    def __call__(self, idx: np.ndarray, theta: np.ndarray) -> str:
+        self.calls += 1
+        if self.calls > self.limit:
+            raise AssertionError(f"more than {self.limit} digests: the budget check is not "
+                                 "linear in the number of directions")
+        return self.digest(idx, theta)
+
+
+@pytest.mark.parametrize("strategy", ["spsa", "greedy"])
+def test_thousands_of_directions_cost_one_digest_per_point(monkeypatch, strategy):
+    n_directions, budget = 20_000, 5_000
+    X, y, a = make_marker_images(n=128)
+    points = 1 + 2 * n_directions
+    # linear: each point of an iteration digested a small number of times (the budget
+    # check, the losses of the few directions kept); quadratic: ~points per candidate
+    counter = CountingDigest(loss_module._digest, limit=4 * points)
+    monkeypatch.setattr(loss_module, "_digest", counter)
+    t = GeZONoiseTransformer(make_encoder(), strategy=strategy, n_directions=n_directions,
+                             max_queries=budget, batch_size=128, noise_resolution=4,
+                             random_state=0)
+    t.fit(X, y, sensitive_features=a)
+    assert t.n_iter_ == 1  # the budget pays for one iteration with the directions it can
+    assert t.n_queries_ <= budget
+    # the probe's embedding, then (1 + 2 n + follow-ups) images of 128: n = 18 or 17 here
+    assert t.n_queries_ > budget - (2 + 1) * 128
+    assert 0 < counter.calls <= 4 * points

@@ -113,16 +113,15 @@ from fairnoise import DebiasedNoiseTransformer, GeZONoiseTransformer, TorchEncod
 from fairnoise.datasets import load_image_csv, make_spurious_images
 from fairnoise.encoders import efficientnet_lite0, make_standin_encoder
 from fairnoise.metrics import fairness_report, leakage_auc
+from fairnoise.plotting import method_colour
 
 ERM, ORACLE = "ERM", "Oracle"
 DNE_PAPER, DNE_PREV, DNE = "DNE (paper)", "DNE (previous defaults)", "DNE (defaults)"
 GEZO = "GeZO (defaults)"
 LEACE, CR = "LEACE", "CorrelationRemover"
 METHODS = (ERM, DNE_PAPER, DNE_PREV, DNE, GEZO, LEACE, CR, ORACLE)
-#: one colour per method, the same in every panel and figure of the benchmarks
-METHOD_COLOURS = {ERM: "#7f7f7f", ORACLE: "#2ca02c", DNE_PAPER: "#ff7f0e",
-                  DNE_PREV: "#8c564b", DNE: "#d62728", GEZO: "#1f77b4", LEACE: "#9467bd",
-                  CR: "#e377c2"}
+#: one colour per method, the same in every panel and figure (fairnoise.plotting's map)
+METHOD_COLOURS = {m: method_colour(m) for m in METHODS}
 PAPER = dict(edit="additive", objective="neg_ce", conditional=False, lambda_reg=1e-3,
              noise_resolution=None)
 #: the defaults before the validation guard, passed explicitly (the fit-cost reference)

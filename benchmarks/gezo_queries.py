@@ -55,6 +55,7 @@ from fairnoise import DebiasedNoiseTransformer, GeZONoiseTransformer
 from fairnoise.datasets import make_spurious_images
 from fairnoise.encoders import CallableEncoder
 from fairnoise.objectives import Adversary
+from fairnoise.probe import TorchProbe
 
 PAPER_GREEDY = dict(strategy="greedy", n_directions=10, step_size=0.03, momentum=0.9,
                     step_decay=0.95, batch_size=128)
@@ -88,7 +89,7 @@ class Bench:
         self.train = make_spurious_images(n_train, image_size=32, random_state=0)
         self.test = make_spurious_images(n_test, image_size=32, random_state=1)
         self.encoder = make_encoder()
-        clean = self.embed(self.train.images)
+        self.clean = clean = self.embed(self.train.images)
         self.adversary = Adversary("mean_gap", None, self.train.sensitive_features, self.train.y,
                                    clean, torch.device("cpu"))
 
@@ -97,7 +98,7 @@ class Bench:
             return self.encoder(torch.as_tensor(X)).numpy()
 
     @staticmethod
-    def _auc(Z_fit, t_fit, Z_eval, t_eval) -> float:
+    def auc(Z_fit, t_fit, Z_eval, t_eval) -> float:
         probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
         probe.fit(Z_fit, t_fit)
         return float(roc_auc_score(t_eval, probe.predict_proba(Z_eval)[:, 1]))
@@ -111,14 +112,14 @@ class Bench:
             z = torch.as_tensor(Z_train, dtype=torch.float32)
             gap = float(self.adversary(z, everything))
             loss = gap if adversary is None else float(adversary(z, everything))
-        within = [self._auc(Z_train[tr.y == c], tr.sensitive_features[tr.y == c],
+        within = [self.auc(Z_train[tr.y == c], tr.sensitive_features[tr.y == c],
                             Z_test[te.y == c], te.sensitive_features[te.y == c]) for c in (0, 1)]
         return {
             "gap": gap,
             "objective": loss + penalty,
-            "leakage": self._auc(Z_train, tr.sensitive_features, Z_test, te.sensitive_features),
+            "leakage": self.auc(Z_train, tr.sensitive_features, Z_test, te.sensitive_features),
             "leakage within y": float(np.mean(within)),
-            "task AUC": self._auc(Z_train, tr.y, Z_test, te.y),
+            "task AUC": self.auc(Z_train, tr.y, Z_test, te.y),
         }
 
     def score_transformer(self, t) -> dict:
@@ -126,7 +127,20 @@ class Bench:
         r = (1.0 - t.mask_).mean() if t.mask_ is not None else np.linalg.norm(t.noise_)
         penalty = t.lambda_reg * float(r)
         return self.scores(t.transform(self.train.images), t.transform(self.test.images),
-                           penalty, t._adversary)  # the loss the fit minimised
+                           penalty, self.fit_loss(t))  # the loss the fit minimised
+
+    def fit_loss(self, t) -> Adversary:
+        """The adversarial loss the fit minimised, rebuilt from its public fitted state:
+        its objective, its probes (``sa_probe_``, one per class of y) and the clean
+        training embeddings."""
+        a, y = self.train.sensitive_features, self.train.y
+        probes = t.sa_probe_ if isinstance(t.sa_probe_, dict) else {0: t.sa_probe_}
+        cls = y if len(probes) > 1 else np.zeros_like(y)
+        k = len(t.classes_sensitive_)
+        present = np.ones((len(probes), k), bool)
+        probe = TorchProbe([probes[j] for j in range(len(probes))], k, present,
+                           torch.device("cpu"))
+        return Adversary(t.objective, probe, a, cls, self.clean, torch.device("cpu"))
 
     def fit_args(self) -> tuple:
         return self.train.images, self.train.y

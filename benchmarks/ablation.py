@@ -262,7 +262,8 @@ def plot(frame: pd.DataFrame, path: Path) -> bool:
                ERM: METHOD_COLOURS[ERM], ORACLE: METHOD_COLOURS[ORACLE],
                DEFAULT: METHOD_COLOURS["DNE (defaults)"]}
     parts = list(frame.groupby("scenario", sort=False))
-    fig, axes = plt.subplots(1, len(parts), figsize=(4.6 * len(parts), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(parts), figsize=(4.6 * len(parts), 5.4), squeeze=False,
+                             constrained_layout=True)
     for ax, (setup, part) in zip(axes[0], parts, strict=True):
         stats = part.groupby("method")[["task AUC", "EOdds gap"]].agg(["mean", "std"])
         for name in names:
@@ -284,9 +285,8 @@ def plot(frame: pd.DataFrame, path: Path) -> bool:
         ax.set_ylabel("equalized-odds gap (lower is better)")
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncols=3, fontsize=7, frameon=False)
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7, frameon=False)
     fig.suptitle("Ablation: mean ± std over seeds, the default ringed", fontsize=10)
-    fig.tight_layout(rect=(0, 0.16, 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True

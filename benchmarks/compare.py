@@ -513,8 +513,8 @@ def plot(frames: dict[tuple[str, str], pd.DataFrame], path: Path) -> bool:
     encoders = list(dict.fromkeys(k[0] for k in frames))
     scenarios = list(dict.fromkeys(k[1] for k in frames))
     fig, axes = plt.subplots(len(encoders), len(scenarios),
-                             figsize=(4.6 * len(scenarios), 4.0 * len(encoders)),
-                             squeeze=False)
+                             figsize=(4.6 * len(scenarios), 4.0 * len(encoders) + 0.8),
+                             squeeze=False, constrained_layout=True)
     for (encoder, scenario), frame in frames.items():
         ax = axes[encoders.index(encoder)][scenarios.index(scenario)]
         for method, row in summarise(frame).iterrows():
@@ -531,9 +531,9 @@ def plot(frames: dict[tuple[str, str], pd.DataFrame], path: Path) -> bool:
             ax.set_visible(False)
     handles = [plt.Line2D([], [], marker="o", linestyle="none", color=METHOD_COLOURS[m],
                           label=m) for m in METHODS]
-    fig.legend(handles=handles, loc="lower center", ncols=4, fontsize=8, frameon=False)
-    fig.suptitle("Mean ± std over seeds", fontsize=10)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(METHODS), fontsize=8,
+               frameon=False)
+    fig.suptitle("Equalized odds against task AUC, mean ± std over seeds", fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True

@@ -38,14 +38,15 @@ The leakage of the ablation's variants is measured with the cross-validated prob
 count if it keeps one, else one pass for the probe plus one per epoch, plus one per
 probe re-fit for the prototype).
 
-Usage and wall time on 2 CPU cores::
+Usage and wall time on 2 otherwise idle CPU cores (the script prints its estimate first;
+a machine loaded by other jobs takes several times longer)::
 
-    python benchmarks/ablation.py --encoder standin       # 6 setups, 3 seeds: ~25 min
-    python benchmarks/ablation.py --encoder lite0 --n-train 300 --scenario marker \\
-        --scenario contrast3                              # ~1.5 h
-    python benchmarks/ablation.py                         # both encoders (the committed table)
-    python benchmarks/ablation.py --quick --encoder standin   # 1 seed, 200 images, 3 epochs: ~2 min
-    python benchmarks/ablation.py --quick --encoder lite0 --n-train 60 --scenario marker  # ~2 min
+    python benchmarks/ablation.py --encoder standin       # 6 setups, 3 seeds: ~27 min
+    python benchmarks/ablation.py --encoder lite0 --n-train 300 --scenario marker \
+        --scenario contrast3                              # ~50 min
+    python benchmarks/ablation.py                         # both encoders, 800 images: ~5.5 h
+    python benchmarks/ablation.py --quick --encoder standin   # 1 seed, 200 images, 3 epochs: ~4 min
+    python benchmarks/ablation.py --quick --encoder lite0 --n-train 60 --scenario marker  # ~1 min
 
 Writes ``benchmarks/results/ablation.md``, ``ablation.csv`` and ``ablation.png`` (the
 default's trade-off with every variant, mean ± std over seeds, the default marked;
@@ -319,8 +320,11 @@ def main(argv=None) -> int:
     chosen = setups(encoders, args.scenario or list(SCENARIOS))
     speed = {e: ENCODERS[e]["fwd_bwd"] for e in encoders}
     epochs = 3 if args.quick else 15  # early stopping: about half of the 30 at most
-    estimate = sum(args.seeds * len(VARIANTS) * (args.n_train * (1 + epochs) / speed[e] + 3.0)
-                   for e, *_ in chosen.values())
+    # per fit: its encoder images over the encoder's speed and ~3 s of set-up; per row, the
+    # probes and the head (~1.2 s per 1,000 images)
+    scoring = (len(VARIANTS) + 2) * 1.2 * (args.n_train + args.n_test) / 1000
+    estimate = sum(args.seeds * (len(VARIANTS) * (args.n_train * (1 + epochs) / speed[e] + 3.0)
+                                 + scoring) for e, *_ in chosen.values())
     print(f"estimated wall time on 2 cores: ~{estimate / 60:.1f} min ({len(chosen)} setups, "
           f"{args.seeds} seed(s), {len(VARIANTS)} variants)", flush=True)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)

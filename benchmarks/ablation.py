@@ -385,8 +385,9 @@ def main(argv=None) -> int:
                     w = wide["EOdds gap" if column.endswith("EOdds") else "cond. leakage"]
                     gap = w[ERM] - w[ORACLE]
                     share = (w[ERM] - w[method]) / gap.where(gap.abs() > 1e-9)
-                    cells.append(f"{100 * share.mean():.0f} % ± {100 * share.std():.0f}"
-                                 if len(share) > 1 else f"{100 * share.mean():.0f} %")
+                    cells.append("– (no gap)" if share.isna().all() else
+                                 f"{100 * share.mean():.0f} % ± {100 * share.std():.0f}"
+                                 if share.notna().sum() > 1 else f"{100 * share.mean():.0f} %")
                 elif column in sub and sub[column].notna().any():
                     m, s = sub[column].mean(), sub[column].std()
                     cells.append(f"{m:,.0f}" if column == "encoder images" else

@@ -24,6 +24,7 @@ transform >= 0.97x the bare encoder's images/s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import time
 import warnings
@@ -127,7 +128,14 @@ def measure(name, module, image_size, n, batch, device, precision, repeats) -> d
     X = rng.random((n, 3, image_size, image_size), dtype=np.float32)
     a = np.arange(n) % 2
     encoder = TorchEncoder(module, device=device, precision=precision, batch_size=batch)
-    autocast = encoder._autocast
+    def autocast():  # the precision the encoder runs at (bf16 autocast on CUDA by default)
+        mode = precision if precision != "auto" else (
+            "bf16" if encoder.torch_device.type == "cuda" else "fp32")
+        if mode == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if mode == "bf16" else torch.float16
+        return torch.autocast(device_type=encoder.torch_device.type, dtype=dtype)
+
     rows = []
     for _ in range(repeats):  # interleaved, so drifts in machine load hit both sides
         fb = bare_forward_backward(module, X, batch, encoder.torch_device, autocast)

@@ -570,7 +570,12 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
                          lambda idx: self._read(X, idx), self._embed_many(), state.known_losses)
         max_iter = self.max_epochs * -(-len(X) // self.batch_size)
         start_iter = self.n_iter_
-        bar = tqdm(total=max_iter, initial=self.n_iter_, desc="GeZO search",
+        # the bar's total is what will run: max_iter, or fewer where max_queries ends first
+        planned = (max_iter if self._encoder is None else
+                   _planned_iterations(self._meter.remaining, state, len(X), self.batch_size,
+                                       self.n_directions, strategy.followups, self.n_iter_,
+                                       max_iter))
+        bar = tqdm(total=planned, initial=self.n_iter_, desc="GeZO search",
                    disable=not self.verbose, leave=False)
         self._theta = theta
 
@@ -578,16 +583,23 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             self._theta = point
             self.n_iter_ += 1
             self.loss_curve_.append(value)
+            if self.n_iter_ > bar.total:  # cached losses made an iteration cheaper
+                bar.total = self.n_iter_
             bar.update()
             bar.set_postfix(loss=f"{value:.4f}", queries=self._meter.spent)
 
+        finished = False
         try:
             zeroth_order_search(
                 loss, theta, state, strategy, n_samples=len(X), batch_size=self.batch_size,
                 n_directions=self.n_directions, max_iter=max_iter, n_iter=self.n_iter_,
                 remaining=None if self._encoder is None else lambda: self._meter.remaining,
                 on_iteration=on_iteration)
+            finished = True
         finally:  # also on a failed query: the best edit found so far is kept
+            if finished and bar.total != self.n_iter_:
+                bar.total = self.n_iter_  # a search that ran to its end ends the bar full
+                bar.refresh()
             bar.close()
             self._store(torch.from_numpy(np.ascontiguousarray(self._theta)))
             del self._theta
@@ -650,3 +662,35 @@ class _FiniteBatches(Sequence):
             raise self.owner._overflow_error("an edited batch holds NaN or infinity, so it "
                                              "was not sent to the encoder")
         return batch
+
+
+def _planned_iterations(remaining: float, state: Any, n_samples: int, batch_size: int,
+                        n_directions: int, followups: int, n_iter: int, max_iter: int) -> int:
+    """The iteration count a search from ``n_iter`` reaches: ``max_iter`` or where the budget
+    of ``remaining`` images ends it (what :func:`~fairnoise.optim.zeroth_order_search`
+    does: batches in epochs, the last of an epoch smaller; an iteration costs
+    ``(1 + 2 d + followups)`` batches with the most directions ``d ≤ n_directions`` that
+    fit). Losses already known from an interrupted iteration are not discounted."""
+    if not np.isfinite(remaining):
+        return max_iter
+    remaining = int(remaining)
+    position = state.position if len(state.order) else n_samples
+    per_epoch = -(-n_samples // batch_size)
+    epoch_cost = (1 + 2 * n_directions + followups) * n_samples
+    while n_iter < max_iter:
+        if position >= n_samples:
+            position = 0
+            # whole epochs at full width at once, keeping one in hand for the last ones
+            skip = min(remaining // epoch_cost - 1, (max_iter - n_iter) // per_epoch)
+            if skip > 0:
+                remaining -= skip * epoch_cost
+                n_iter += skip * per_epoch
+                continue
+        size = min(batch_size, n_samples - position)
+        dirs = min(n_directions, (remaining // size - 1 - followups) // 2)
+        if dirs < 1:
+            break
+        remaining -= (1 + 2 * dirs + followups) * size
+        position += size
+        n_iter += 1
+    return n_iter

@@ -9,12 +9,17 @@ Four functions, each returning a :class:`matplotlib.figure.Figure` (save it with
 * :func:`plot_group_metrics`: per-group AUC, TPR and TNR before vs after (bars);
 * :func:`plot_tradeoff`: fairness gap against task AUC across a parameter sweep.
 
+Every figure colours a method the same way (:data:`METHOD_COLOURS`, :func:`method_colour`):
+the plain classifier grey, the oracle green, DNE red, GeZO blue, and so on, in every
+panel and every figure, the benchmarks' too.
+
 matplotlib is an optional dependency: ``pip install "fairnoise[plot]"``. It is imported
 when a function is called, not when this module is imported.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +34,68 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_edit_examples", "plot_group_metrics", "plot_noise", "plot_tradeoff"]
+__all__ = ["METHOD_COLOURS", "method_colour", "plot_edit_examples", "plot_group_metrics",
+           "plot_noise", "plot_tradeoff"]
+
+#: One colour per method, the same in every panel and figure (matplotlib colour strings).
+METHOD_COLOURS: dict[str, str] = {
+    "ERM": "#7f7f7f",                      # the plain classifier: grey
+    "Oracle": "#2ca02c",                   # the shortcut-free images: green
+    "DNE": "#d62728",                      # DebiasedNoiseTransformer: red
+    "DNE (paper)": "#ff7f0e",              # the paper's settings: orange
+    "DNE (previous defaults)": "#8c564b",  # brown
+    "GeZO": "#1f77b4",                     # GeZONoiseTransformer: blue
+    "LEACE": "#9467bd",                    # purple
+    "CorrelationRemover": "#e377c2",       # pink
+}
+#: other names for the same methods (the labels the examples and docs use)
+_ALIASES = {"before": "ERM", "plain": "ERM", "baseline": "ERM", "erm": "ERM",
+            "oracle": "Oracle", "after": "DNE", "debiased": "DNE",
+            "debiasednoisetransformer": "DNE", "gezononoisetransformer": "GeZO"}
+#: colours for names outside the map, none of them one of the map's
+_SPARE_COLOURS = ("#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
+                  "#7b4173", "#3182bd", "#e6550d", "#31a354")
+
+
+def method_colour(name: Any) -> str:
+    """The colour of a method, the same in every figure.
+
+    Looks ``name`` up in :data:`METHOD_COLOURS`; then its aliases (``"before"``,
+    ``"plain"``, ``"baseline"`` are ERM, ``"after"`` and ``"debiased"`` DNE); then the part
+    before a parenthesis, comma or colon (``"DNE (defaults)"`` and ``"DNE, λ sweep"`` are
+    DNE). Any other name gets a spare colour fixed by the name itself (not by its
+    position in a figure), so it too is the same wherever it appears.
+
+    Examples
+    --------
+    >>> from fairnoise.plotting import method_colour
+    >>> method_colour("DNE, λ sweep") == method_colour("DNE") == method_colour("after")
+    True
+    >>> method_colour("ERM") == method_colour("before")
+    True
+    """
+    text = "" if name is None else str(name).strip()
+    if text in METHOD_COLOURS:
+        return METHOD_COLOURS[text]
+    for candidate in (text, text.split("(")[0], text.split(",")[0], text.split(":")[0]):
+        candidate = candidate.strip()
+        if candidate in METHOD_COLOURS:
+            return METHOD_COLOURS[candidate]
+        if candidate.lower() in _ALIASES:
+            return METHOD_COLOURS[_ALIASES[candidate.lower()]]
+    return _SPARE_COLOURS[zlib.crc32(text.encode()) % len(_SPARE_COLOURS)]
+
+
+def _distinct_colours(names: Sequence[Any]) -> dict[Any, str]:
+    """:func:`method_colour` of each name; a spare one where two names would share one."""
+    out: dict[Any, str] = {}
+    for name in names:
+        colour = method_colour(name)
+        taken = set(out.values())
+        if colour in taken and name not in METHOD_COLOURS:
+            colour = next((c for c in _SPARE_COLOURS if c not in taken), colour)
+        out[name] = colour
+    return out
 
 def _pyplot() -> Any:
     """``matplotlib.pyplot``, or an ImportError that names the extra to install."""
@@ -317,8 +383,10 @@ def plot_group_metrics(
     """Per-group bars of each metric, before vs after debiasing (and any more reports).
 
     One panel per metric; within a panel, one cluster of bars per group, one bar per
-    report. Equal bars across the groups of a report mean a fair classifier on that
-    metric; the gap between the groups is printed above each cluster of reports.
+    report, coloured by its label (:func:`method_colour`: "before" is ERM's grey, "after"
+    DNE's red, whatever the panel or figure). Equal bars across the groups of a report
+    mean a fair classifier on that metric; the gap between the groups is printed above
+    each cluster of reports.
 
     Parameters
     ----------
@@ -381,13 +449,13 @@ def plot_group_metrics(
     lowest = float(np.nanmin(values)) if np.isfinite(values).any() else 0.0
     # zoom in when every bar is high, so that gaps of a few points stay visible
     bottom = max(0.0, np.floor((lowest - 0.05) * 10) / 10) if lowest > 0.5 else 0.0
-    colours = plt.get_cmap("tab10").colors
     x = np.arange(n_groups)
+    colours = _distinct_colours(labels)
     for ax, m in zip(axes[0], metrics, strict=True):
         for k, (table, label) in enumerate(zip(tables, labels, strict=True)):
             vals = table[m].to_numpy(dtype=float)
             bars = ax.bar(x - 0.4 + width * (k + 0.5), vals, width, label=label,
-                          color=colours[k % len(colours)])
+                          color=colours[label])
             ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
         ax.set_xticks(x, [f"group {g}" for g in group_names])
         ax.set_ylim(bottom, 1.0 + 0.12 * (1.0 - bottom))
@@ -426,13 +494,18 @@ def plot_tradeoff(
     gap: str = "equalized_odds_difference",
     label: str | None = "label",
     series: str | None = "series",
+    default: str | None = "default",
+    auc_err: str | None = "auc_std",
+    gap_err: str | None = "gap_std",
     ax: Axes | None = None,
 ) -> Figure:
     """Fairness gap against task AUC, one point per setting of a parameter sweep.
 
     The best corner is top left: high task AUC, small gap. Points of the same ``series``
     are joined in the order given (the sweep order); a series of one point (a baseline
-    such as the plain classifier, or the oracle) is drawn as a lone marker.
+    such as the plain classifier, or the oracle) is drawn as a lone marker. The default
+    setting is ringed (``default`` column) and spreads are drawn as error bars
+    (``auc_err``, ``gap_err`` columns) when the results have them.
 
     Parameters
     ----------
@@ -448,7 +521,14 @@ def plot_tradeoff(
         Column of text written next to each point (e.g. ``"λ=0.1"``); ignored if absent.
     series : str or None, default="series"
         Column naming the line each point belongs to (e.g. ``"DNE, λ sweep"``,
-        ``"ERM"``); absent means one line.
+        ``"ERM"``); absent means one line. Each series is coloured by its name
+        (:func:`method_colour`), the same in every figure.
+    default : str or None, default="default"
+        Boolean column marking the default setting (e.g. the row of the default λ): it
+        is ringed and labelled "default"; ignored if absent.
+    auc_err, gap_err : str or None, default="auc_std", "gap_std"
+        Columns of the AUC's and the gap's spread (e.g. the standard deviation over
+        seeds or folds), drawn as error bars; ignored if absent.
     ax : matplotlib.axes.Axes, default=None
         Axes to draw on; a new figure by default.
 
@@ -485,17 +565,30 @@ def plot_tradeoff(
         fig = ax.figure
     names = (frame[series] if series is not None and series in frame.columns
              else pd.Series([None] * len(frame), index=frame.index))
-    colours = plt.get_cmap("tab10").colors
-    for k, name in enumerate(pd.unique(names)):
+    colours = _distinct_colours(list(pd.unique(names)))
+    for name in pd.unique(names):
         part = frame[names == name] if name is not None else frame
         x = part[gap].to_numpy(dtype=float)
         y = part[auc].to_numpy(dtype=float)
-        colour = colours[k % len(colours)]
+        colour = colours[name]
         if len(part) > 1:
             ax.plot(x, y, "-o", color=colour, label=name, markersize=6)
         else:
             ax.plot(x, y, marker="D", linestyle="none", color=colour, label=name,
                     markersize=8)
+        xerr = part[gap_err].to_numpy(dtype=float) if gap_err in part.columns else None
+        yerr = part[auc_err].to_numpy(dtype=float) if auc_err in part.columns else None
+        if xerr is not None or yerr is not None:
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=colour, capsize=3,
+                        linewidth=1)
+        if default is not None and default in part.columns:
+            marked = part[default].fillna(False).astype(bool).to_numpy()
+            if marked.any():
+                ax.plot(x[marked], y[marked], "o", markersize=15, markerfacecolor="none",
+                        markeredgecolor="black", markeredgewidth=1.2)
+                for xi, yi in zip(x[marked], y[marked], strict=True):
+                    ax.annotate("default", (xi, yi), textcoords="offset points",
+                                xytext=(8, -12), fontsize=8, fontweight="bold")
         if label is not None and label in part.columns:
             for xi, yi, text in zip(x, y, part[label], strict=True):
                 if isinstance(text, str) and text:

@@ -19,7 +19,7 @@ HAS_PILLOW = importlib.util.find_spec("PIL") is not None
 CASES = {
     "quickstart_pipeline.py": ("debiased: task AUC", None),
     "fairness_gridsearch.py": ("refit on the whole training set", None),
-    "blackbox_api.py": ("conditional leakage of the group", None),
+    "blackbox_api.py": ("ERM (no edit): task AUC", None),
     "torchvision_encoder.py": (
         "the module is as it was: training=True, requires_grad=True",
         None if HAS_BACKBONE_LIBRARY else

@@ -384,3 +384,62 @@ def test_bad_encoders_and_inputs_are_rejected(features):
         GeZONoiseTransformer(lambda b: np.zeros((1, 3)), batch_size=B, max_retries=0,
                              validation_fraction=None).fit(
             X, Y, sensitive_features=A)
+
+
+class _RecordingBar:
+    """A stand-in for tqdm that records its total at the start and at the end."""
+
+    bars: list[_RecordingBar] = []
+
+    def __init__(self, total=None, initial=0, **kwargs):
+        self.total, self.n, self.first_total = total, initial, total
+        _RecordingBar.bars.append(self)
+
+    def update(self, n=1):
+        self.n += n
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def refresh(self):
+        pass
+
+    def close(self):
+        self.final_total = self.total
+
+
+@pytest.mark.parametrize("strategy", ["spsa", "greedy"])
+@pytest.mark.parametrize("budget", [N + 3_000, N + 7_777, None])
+def test_progress_bar_total_is_what_the_budget_lets_run(monkeypatch, strategy, budget):
+    # max_queries caps the run long before max_epochs: the bar's total must be the
+    # iterations that will actually run, from the start, not max_epochs' count
+    import fairnoise.gezo as gezo_module
+
+    monkeypatch.setattr(gezo_module, "tqdm", _RecordingBar)
+    _RecordingBar.bars = []
+    api = FakeAPI()
+    epochs = 2 if budget is None else 1000
+    t = GeZONoiseTransformer(CallableEncoder(api, batch_size=B), max_queries=budget,
+                             max_epochs=epochs, strategy=strategy, verbose=1, **SMALL)
+    t.fit(X, Y, sensitive_features=A)
+    (bar,) = _RecordingBar.bars
+    assert bar.first_total == bar.final_total == bar.n == t.n_iter_
+    if budget is not None:
+        assert t.n_iter_ < epochs * -(-N // B) and t.n_queries_ <= budget
+    else:
+        assert t.n_iter_ == epochs * -(-N // B)
+
+
+def test_progress_bar_of_a_resumed_search_counts_from_where_it_stopped(monkeypatch):
+    import fairnoise.gezo as gezo_module
+
+    monkeypatch.setattr(gezo_module, "tqdm", _RecordingBar)
+    _RecordingBar.bars = []
+    t = GeZONoiseTransformer(CallableEncoder(FakeAPI(), batch_size=B), max_queries=N + 2_000,
+                             max_epochs=1000, verbose=1, **SMALL)
+    t.fit(X, Y, sensitive_features=A)
+    first = t.n_iter_
+    t.set_params(max_queries=N + 5_000, warm_start=True)
+    t.fit(X, Y, sensitive_features=A)
+    bar = _RecordingBar.bars[-1]
+    assert bar.first_total == bar.final_total == t.n_iter_ > first

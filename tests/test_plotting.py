@@ -19,6 +19,8 @@ from fairnoise import DebiasedNoiseTransformer  # noqa: E402
 from fairnoise.metrics import fairness_report  # noqa: E402
 from fairnoise.metrics._registry import SUMMARY_METRICS  # noqa: E402
 from fairnoise.plotting import (  # noqa: E402
+    METHOD_COLOURS,
+    method_colour,
     plot_edit_examples,
     plot_group_metrics,
     plot_noise,
@@ -238,6 +240,54 @@ def test_plot_tradeoff_labels_every_report_summary_metric_with_its_direction(met
 def test_plot_tradeoff_names_a_missing_column():
     with pytest.raises(ValueError, match="no column 'auc'"):
         plot_tradeoff([{"roc": 0.9, "equalized_odds_difference": 0.1}])
+
+
+def test_plot_tradeoff_rings_the_default_and_draws_error_bars():
+    sweep = SWEEP.assign(default=[False, False, True, False], auc_std=[0.01, 0.02, 0.01, 0.03],
+                         gap_std=[0.02, 0.01, 0.01, 0.02])
+    ax = plot_tradeoff(sweep).axes[0]
+    assert "default" in {t.get_text() for t in ax.texts}
+    ring = [line for line in ax.get_lines() if line.get_markerfacecolor() == "none"]
+    assert len(ring) == 1
+    np.testing.assert_allclose(ring[0].get_xydata(), [[0.08, 0.96]])
+    bars = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == 2  # one per series
+    # without the columns: no ring, no error bars
+    plain = plot_tradeoff(SWEEP).axes[0]
+    assert "default" not in {t.get_text() for t in plain.texts} and not plain.containers
+
+
+# -- one colour per method, in every figure --------------------------------------------------
+def test_method_colour_is_fixed_by_the_name_and_its_aliases():
+    assert method_colour("DNE (defaults)") == method_colour("DNE, λ sweep") == \
+        METHOD_COLOURS["DNE"] == method_colour("debiased") == method_colour("after")
+    assert method_colour("plain") == method_colour("before") == METHOD_COLOURS["ERM"]
+    assert method_colour("GeZO (defaults)") == METHOD_COLOURS["GeZO"]
+    assert method_colour("DNE (paper)") == METHOD_COLOURS["DNE (paper)"] != METHOD_COLOURS["DNE"]
+    assert method_colour("something new") == method_colour("something new")
+    assert method_colour("something new") not in METHOD_COLOURS.values()
+    assert len(set(METHOD_COLOURS.values())) == len(METHOD_COLOURS)
+
+
+def test_a_method_has_the_same_colour_in_every_figure(reports):
+    to_rgb = matplotlib.colors.to_rgb
+    lines = {line.get_label(): line for line in plot_tradeoff(SWEEP).axes[0].get_lines()}
+    fig = plot_group_metrics(*reports, labels=["ERM", "DNE"])
+    for ax in fig.axes:  # every panel
+        n = len(ax.patches) // 2
+        assert {to_rgb(p.get_facecolor()[:3]) for p in ax.patches[:n]} == {
+            to_rgb(lines["ERM"].get_color())}
+        assert {to_rgb(p.get_facecolor()[:3]) for p in ax.patches[n:]} == {
+            to_rgb(lines["DNE"].get_color())}
+    assert to_rgb(lines["DNE"].get_color()) == to_rgb(METHOD_COLOURS["DNE"])
+
+
+def test_reports_of_unknown_names_get_distinct_colours(reports):
+    fig = plot_group_metrics(*reports, reports[0], labels=["one", "two", "three"],
+                             metrics=["tpr"])
+    patches = fig.axes[0].patches
+    colours = {tuple(patches[2 * k].get_facecolor()) for k in range(3)}
+    assert len(colours) == 3
 
 
 # -- matplotlib is optional ------------------------------------------------------------------

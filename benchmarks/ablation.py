@@ -34,9 +34,10 @@ fitted on the training embeddings cannot look blind on them.
   ablation had to be dropped to avoid them.
 
 The leakage of the ablation's variants is measured with the cross-validated probe of
-``compare.py``; the encoder images of every variant are counted (the transformer's own
-count if it keeps one, else one pass for the probe plus one per epoch, plus one per
-probe re-fit for the prototype).
+``compare.py``; the encoder images of every variant are given as ``compare.py`` gives
+them (the transformer's own count if it keeps one, else one pass for the probe plus one
+per epoch; the prototype's include its probe re-fits) and as counted by a wrapper around
+the encoder (every image it was run on during the fit).
 
 Usage and wall time on 2 otherwise idle CPU cores (the script prints its estimate first;
 a machine loaded by other jobs takes several times longer)::
@@ -73,6 +74,7 @@ from compare import (
     ORACLE,
     PAPER,
     SCENARIOS,
+    CountingEncoder,
     check_encoders,
     clean_embeddings,
     encoder_images,
@@ -342,13 +344,17 @@ def main(argv=None) -> int:
                 Z_tr = clean_embeddings(cache, (*key, "train"), enc, tr, which)
                 Z_te = clean_embeddings(cache, (*key, "test"), enc, te, which)
                 rows.append({**base, "method": method, **score(Z_tr, Z_te, tr, te, seed)})
+            counting = CountingEncoder(encoder)
             for name, (cls, params, with_y) in VARIANTS.items():
+                counting.images = 0
                 t0 = time.perf_counter()
-                t = cls(encoder, random_state=seed, **{**params, **extra})
+                t = cls(counting, random_state=seed, **{**params, **extra})
                 t.fit(tr["X"], tr["y"] if with_y else None, sensitive_features=tr["a"])
-                rows.append({**base, "method": name, "fit s": time.perf_counter() - t0,
+                seconds, counted = time.perf_counter() - t0, counting.images
+                rows.append({**base, "method": name, "fit s": seconds,
                              "epochs": t.n_iter_,
                              "encoder images": encoder_images(t, len(tr["X"])),
+                             "encoder images (counted)": counted,
                              **score(t.transform(tr["X"]), t.transform(te["X"]), tr, te, seed)})
                 print(f"{setup} seed {seed} {name}: " + ", ".join(
                     f"{k} {rows[-1][k]:.3f}" for k in COLUMNS[:3]), flush=True)
@@ -371,7 +377,7 @@ def main(argv=None) -> int:
             "prototypes are described in the docstring of `benchmarks/ablation.py`.", ""]
     table_columns = ("EOdds gap", "closed EOdds", "task AUC", "cond. leakage",
                      "closed leakage", "cond. leakage (train-fit probe)", "epochs",
-                     "encoder images", "fit s")
+                     "encoder images", "encoder images (counted)", "fit s")
     for setup, part in frame.groupby("scenario", sort=False):
         wide = {c: part.pivot(index="seed", columns="method", values=c)
                 for c in ("EOdds gap", "cond. leakage")}
@@ -390,7 +396,7 @@ def main(argv=None) -> int:
                                  if share.notna().sum() > 1 else f"{100 * share.mean():.0f} %")
                 elif column in sub and sub[column].notna().any():
                     m, s = sub[column].mean(), sub[column].std()
-                    cells.append(f"{m:,.0f}" if column == "encoder images" else
+                    cells.append(f"{m:,.0f}" if column.startswith("encoder images") else
                                  f"{m:.1f}" if column in ("epochs", "fit s") else
                                  f"{m:.3f} ± {0 if np.isnan(s) else s:.3f}")
                 else:

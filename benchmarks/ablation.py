@@ -46,6 +46,8 @@ a machine loaded by other jobs takes several times longer)::
     python benchmarks/ablation.py --encoder lite0 --n-train 300 --scenario marker \
         --scenario contrast3                              # ~50 min
     python benchmarks/ablation.py                         # both encoders, 800 images: ~5.5 h
+    python benchmarks/ablation.py --lite0-n-train 300 --lite0-scenario marker \
+        --lite0-scenario contrast3                        # standin all, lite0 two: ~75 min
     python benchmarks/ablation.py --quick --encoder standin   # 1 seed, 200 images, 3 epochs: ~4 min
     python benchmarks/ablation.py --quick --encoder lite0 --n-train 60 --scenario marker  # ~1 min
 
@@ -307,6 +309,10 @@ def main(argv=None) -> int:
                         help="unconfounded test images (default: as many as --n-train)")
     parser.add_argument("--n-samples", type=int, default=None, dest="n_train",
                         help=argparse.SUPPRESS)  # the earlier name of --n-train
+    parser.add_argument("--lite0-n-train", type=int, default=None,
+                        help="training (and test) images for lite0 only (default: --n-train)")
+    parser.add_argument("--lite0-scenario", choices=sorted(SCENARIOS), action="append",
+                        help="lite0's scenarios only (repeatable; default: --scenario's)")
     parser.add_argument("--quick", action="store_true",
                         help="1 seed, 200 images, 3 epochs")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -319,14 +325,23 @@ def main(argv=None) -> int:
     encoders = ["standin", "lite0"] if args.encoder == "both" else [args.encoder]
     check_encoders(encoders)
     extra = {"max_epochs": 3} if args.quick else {}
-    chosen = setups(encoders, args.scenario or list(SCENARIOS))
+    scenarios = args.scenario or list(SCENARIOS)
+    chosen = setups([e for e in encoders if e != "lite0"], scenarios)
+    if "lite0" in encoders:
+        chosen.update(setups(["lite0"], args.lite0_scenario or scenarios))
+    lite0_n = args.lite0_n_train or args.n_train
+    sizes_n = {"standin": (args.n_train, args.n_test),
+               "lite0": (lite0_n, args.lite0_n_train or args.n_test)}
     speed = {e: ENCODERS[e]["fwd_bwd"] for e in encoders}
     epochs = 3 if args.quick else 15  # early stopping: about half of the 30 at most
     # per fit: its encoder images over the encoder's speed and ~3 s of set-up; per row, the
     # probes and the head (~1.2 s per 1,000 images)
-    scoring = (len(VARIANTS) + 2) * 1.2 * (args.n_train + args.n_test) / 1000
-    estimate = sum(args.seeds * (len(VARIANTS) * (args.n_train * (1 + epochs) / speed[e] + 3.0)
-                                 + scoring) for e, *_ in chosen.values())
+    def per_seed(e: str) -> float:
+        n_train, n_test = sizes_n[e]
+        scoring = (len(VARIANTS) + 2) * 1.2 * (n_train + n_test) / 1000
+        return len(VARIANTS) * (n_train * (1 + epochs) / speed[e] + 3.0) + scoring
+
+    estimate = sum(args.seeds * per_seed(e) for e, *_ in chosen.values())
     print(f"estimated wall time on 2 cores: ~{estimate / 60:.1f} min ({len(chosen)} setups, "
           f"{args.seeds} seed(s), {len(VARIANTS)} variants)", flush=True)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
@@ -335,7 +350,8 @@ def main(argv=None) -> int:
     cache: dict = {}
     for setup, (encoder_name, data, size, make_encoder) in chosen.items():
         for seed in range(args.seeds):
-            tr, te = synthetic_split(data, args.n_train, seed, size, args.n_test)
+            tr, te = synthetic_split(data, sizes_n[encoder_name][0], seed, size,
+                                     sizes_n[encoder_name][1])
             encoder = make_encoder(seed)
             enc = TorchEncoder(encoder, batch_size=256)
             key = (setup, seed)
@@ -367,7 +383,8 @@ def main(argv=None) -> int:
                                                           else sys.argv[1:])
     text = ["# Ablation of DNE's mechanisms", "",
             f"Produced by `{command.strip()}` in {minutes:.1f} min; {args.seeds} seed(s), "
-            f"{args.n_train} training and {args.n_test} unconfounded test images; the "
+            f"{args.n_train} training and {args.n_test} unconfounded test images "
+            f"(Lite0: {sizes_n['lite0'][0]} and {sizes_n['lite0'][1]}); the "
             "stand-in encoders (frozen, random weights) re-drawn per seed, Lite0's ImageNet "
             "weights fixed; mean ± std over seeds. \"closed\": share of the ERM → oracle "
             "gap closed (per seed, then averaged). cond. leakage: ROC AUC of a fresh linear "

@@ -78,7 +78,7 @@ it starts; a machine loaded by other jobs takes several times longer)::
 
     python benchmarks/compare.py --encoder standin            # 5 scenarios, 3 seeds: ~20 min
     python benchmarks/compare.py --encoder lite0 --n-train 300 --n-test 300   # ~75 min
-    python benchmarks/compare.py --n-train 300 --n-test 300   # both encoders: ~80 min
+    python benchmarks/compare.py --lite0-n-train 300   # both: standin 1,000, lite0 300: ~95 min
     python benchmarks/compare.py                               # both, 1,000 images: ~4.3 h
     python benchmarks/compare.py --quick --encoder standin     # smoke run: ~1.5 min
     python benchmarks/compare.py --quick --encoder lite0 --n-train 60 --n-test 60 \
@@ -594,6 +594,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="unconfounded test images (default: as many as --n-train)")
     parser.add_argument("--n-samples", type=int, default=None, dest="n_train",
                         help=argparse.SUPPRESS)  # the earlier name of --n-train
+    parser.add_argument("--lite0-n-train", type=int, default=None,
+                        help="training images for lite0 only (default: --n-train)")
+    parser.add_argument("--lite0-n-test", type=int, default=None,
+                        help="test images for lite0 only (default: --lite0-n-train, else "
+                             "--n-test)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="override the encoder's image size (standin 32, lite0 64)")
     parser.add_argument("--no-previous", action="store_true",
@@ -609,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
         args.n_train = args.n_train or 200
     args.n_train = args.n_train or 1000
     args.n_test = args.n_test or args.n_train
+    sizes_n = {"standin": (args.n_train, args.n_test),
+               "lite0": (args.lite0_n_train or args.n_train,
+                         args.lite0_n_test or args.lite0_n_train or args.n_test)}
     dne_epochs = 3 if args.quick else None
     encoders = ["standin", "lite0"] if args.encoder == "both" else [args.encoder]
     if args.csv:
@@ -627,10 +635,11 @@ def main(argv: list[str] | None = None) -> int:
     epochs = dne_epochs or PREVIOUS_DEFAULTS["max_epochs"]
     for encoder in encoders:
         runs = args.seeds * (1 if args.csv else len(scenarios))
-        seconds = estimate_seconds(encoder, args.n_train, args.n_test, runs, epochs, previous,
+        n_train, n_test = sizes_n[encoder]
+        seconds = estimate_seconds(encoder, n_train, n_test, runs, epochs, previous,
                                    mlp=not args.quick)
         log(f"estimated wall time on 2 cores, {encoder}: ~{seconds / 60:.1f} min "
-            f"({runs} scenario × seed runs, {args.n_train} train / {args.n_test} test images)")
+            f"({runs} scenario × seed runs, {n_train} train / {n_test} test images)")
 
     start = time.perf_counter()
     cache: dict = {}
@@ -652,7 +661,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"encoder {encoder}, scenario {scenario}")
             rows = []
             for seed in range(args.seeds):
-                tr, te = synthetic_split(scenario, args.n_train, seed, size, args.n_test)
+                tr, te = synthetic_split(scenario, sizes_n[encoder][0], seed, size,
+                                         sizes_n[encoder][1])
                 module = load_encoder(encoder, seed)
                 rows += run_seed(tr, te, module, seed, oracle=True, dne_epochs=dne_epochs,
                                  mlp=not args.quick, log=log, cache=cache,
@@ -673,8 +683,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({torch.get_num_threads()} torch threads), fairnoise {fairnoise.__version__}, "
         f"torch {torch.__version__}, scikit-learn {sklearn.__version__}, "
         f"Python {platform.python_version()}. {args.seeds} seed(s), mean ± std; "
-        f"{args.n_train} training and {args.n_test} unconfounded test images. Encoders: "
-        + "; ".join(f"{e} at {sizes[e]}×{sizes[e]} pixels, {described[e]}" for e in encoders)
+        "training and unconfounded test images per encoder as listed. Encoders: "
+        + "; ".join(f"{e} at {sizes[e]}×{sizes[e]} pixels, {sizes_n[e][0]} training and "
+                    f"{sizes_n[e][1]} test images, {described[e]}" for e in encoders)
         + ".",
         "",
         "Methods and columns are described in the docstring of `benchmarks/compare.py`. "

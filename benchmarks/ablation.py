@@ -34,9 +34,10 @@ fitted on the training embeddings cannot look blind on them.
   ablation had to be dropped to avoid them.
 
 The leakage of the ablation's variants is measured with the cross-validated probe of
-``compare.py``; the encoder images of every variant are counted (the transformer's own
-count if it keeps one, else one pass for the probe plus one per epoch, plus one per
-probe re-fit for the prototype).
+``compare.py``; the encoder images of every variant are given as ``compare.py`` gives
+them (the transformer's own count if it keeps one, else one pass for the probe plus one
+per epoch; the prototype's include its probe re-fits) and as counted by a wrapper around
+the encoder (every image it was run on during the fit).
 
 Usage and wall time on 2 otherwise idle CPU cores (the script prints its estimate first;
 a machine loaded by other jobs takes several times longer)::
@@ -45,6 +46,8 @@ a machine loaded by other jobs takes several times longer)::
     python benchmarks/ablation.py --encoder lite0 --n-train 300 --scenario marker \
         --scenario contrast3                              # ~50 min
     python benchmarks/ablation.py                         # both encoders, 800 images: ~5.5 h
+    python benchmarks/ablation.py --lite0-n-train 300 --lite0-scenario marker \
+        --lite0-scenario contrast3                        # standin all, lite0 two: ~75 min
     python benchmarks/ablation.py --quick --encoder standin   # 1 seed, 200 images, 3 epochs: ~4 min
     python benchmarks/ablation.py --quick --encoder lite0 --n-train 60 --scenario marker  # ~1 min
 
@@ -73,6 +76,7 @@ from compare import (
     ORACLE,
     PAPER,
     SCENARIOS,
+    CountingEncoder,
     check_encoders,
     clean_embeddings,
     encoder_images,
@@ -305,6 +309,10 @@ def main(argv=None) -> int:
                         help="unconfounded test images (default: as many as --n-train)")
     parser.add_argument("--n-samples", type=int, default=None, dest="n_train",
                         help=argparse.SUPPRESS)  # the earlier name of --n-train
+    parser.add_argument("--lite0-n-train", type=int, default=None,
+                        help="training (and test) images for lite0 only (default: --n-train)")
+    parser.add_argument("--lite0-scenario", choices=sorted(SCENARIOS), action="append",
+                        help="lite0's scenarios only (repeatable; default: --scenario's)")
     parser.add_argument("--quick", action="store_true",
                         help="1 seed, 200 images, 3 epochs")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -317,14 +325,23 @@ def main(argv=None) -> int:
     encoders = ["standin", "lite0"] if args.encoder == "both" else [args.encoder]
     check_encoders(encoders)
     extra = {"max_epochs": 3} if args.quick else {}
-    chosen = setups(encoders, args.scenario or list(SCENARIOS))
+    scenarios = args.scenario or list(SCENARIOS)
+    chosen = setups([e for e in encoders if e != "lite0"], scenarios)
+    if "lite0" in encoders:
+        chosen.update(setups(["lite0"], args.lite0_scenario or scenarios))
+    lite0_n = args.lite0_n_train or args.n_train
+    sizes_n = {"standin": (args.n_train, args.n_test),
+               "lite0": (lite0_n, args.lite0_n_train or args.n_test)}
     speed = {e: ENCODERS[e]["fwd_bwd"] for e in encoders}
     epochs = 3 if args.quick else 15  # early stopping: about half of the 30 at most
     # per fit: its encoder images over the encoder's speed and ~3 s of set-up; per row, the
     # probes and the head (~1.2 s per 1,000 images)
-    scoring = (len(VARIANTS) + 2) * 1.2 * (args.n_train + args.n_test) / 1000
-    estimate = sum(args.seeds * (len(VARIANTS) * (args.n_train * (1 + epochs) / speed[e] + 3.0)
-                                 + scoring) for e, *_ in chosen.values())
+    def per_seed(e: str) -> float:
+        n_train, n_test = sizes_n[e]
+        scoring = (len(VARIANTS) + 2) * 1.2 * (n_train + n_test) / 1000
+        return len(VARIANTS) * (n_train * (1 + epochs) / speed[e] + 3.0) + scoring
+
+    estimate = sum(args.seeds * per_seed(e) for e, *_ in chosen.values())
     print(f"estimated wall time on 2 cores: ~{estimate / 60:.1f} min ({len(chosen)} setups, "
           f"{args.seeds} seed(s), {len(VARIANTS)} variants)", flush=True)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
@@ -333,7 +350,8 @@ def main(argv=None) -> int:
     cache: dict = {}
     for setup, (encoder_name, data, size, make_encoder) in chosen.items():
         for seed in range(args.seeds):
-            tr, te = synthetic_split(data, args.n_train, seed, size, args.n_test)
+            tr, te = synthetic_split(data, sizes_n[encoder_name][0], seed, size,
+                                     sizes_n[encoder_name][1])
             encoder = make_encoder(seed)
             enc = TorchEncoder(encoder, batch_size=256)
             key = (setup, seed)
@@ -342,13 +360,17 @@ def main(argv=None) -> int:
                 Z_tr = clean_embeddings(cache, (*key, "train"), enc, tr, which)
                 Z_te = clean_embeddings(cache, (*key, "test"), enc, te, which)
                 rows.append({**base, "method": method, **score(Z_tr, Z_te, tr, te, seed)})
+            counting = CountingEncoder(encoder)
             for name, (cls, params, with_y) in VARIANTS.items():
+                counting.images = 0
                 t0 = time.perf_counter()
-                t = cls(encoder, random_state=seed, **{**params, **extra})
+                t = cls(counting, random_state=seed, **{**params, **extra})
                 t.fit(tr["X"], tr["y"] if with_y else None, sensitive_features=tr["a"])
-                rows.append({**base, "method": name, "fit s": time.perf_counter() - t0,
+                seconds, counted = time.perf_counter() - t0, counting.images
+                rows.append({**base, "method": name, "fit s": seconds,
                              "epochs": t.n_iter_,
                              "encoder images": encoder_images(t, len(tr["X"])),
+                             "encoder images (counted)": counted,
                              **score(t.transform(tr["X"]), t.transform(te["X"]), tr, te, seed)})
                 print(f"{setup} seed {seed} {name}: " + ", ".join(
                     f"{k} {rows[-1][k]:.3f}" for k in COLUMNS[:3]), flush=True)
@@ -361,7 +383,8 @@ def main(argv=None) -> int:
                                                           else sys.argv[1:])
     text = ["# Ablation of DNE's mechanisms", "",
             f"Produced by `{command.strip()}` in {minutes:.1f} min; {args.seeds} seed(s), "
-            f"{args.n_train} training and {args.n_test} unconfounded test images; the "
+            f"{args.n_train} training and {args.n_test} unconfounded test images "
+            f"(Lite0: {sizes_n['lite0'][0]} and {sizes_n['lite0'][1]}); the "
             "stand-in encoders (frozen, random weights) re-drawn per seed, Lite0's ImageNet "
             "weights fixed; mean ± std over seeds. \"closed\": share of the ERM → oracle "
             "gap closed (per seed, then averaged). cond. leakage: ROC AUC of a fresh linear "
@@ -371,7 +394,7 @@ def main(argv=None) -> int:
             "prototypes are described in the docstring of `benchmarks/ablation.py`.", ""]
     table_columns = ("EOdds gap", "closed EOdds", "task AUC", "cond. leakage",
                      "closed leakage", "cond. leakage (train-fit probe)", "epochs",
-                     "encoder images", "fit s")
+                     "encoder images", "encoder images (counted)", "fit s")
     for setup, part in frame.groupby("scenario", sort=False):
         wide = {c: part.pivot(index="seed", columns="method", values=c)
                 for c in ("EOdds gap", "cond. leakage")}
@@ -390,7 +413,7 @@ def main(argv=None) -> int:
                                  if share.notna().sum() > 1 else f"{100 * share.mean():.0f} %")
                 elif column in sub and sub[column].notna().any():
                     m, s = sub[column].mean(), sub[column].std()
-                    cells.append(f"{m:,.0f}" if column == "encoder images" else
+                    cells.append(f"{m:,.0f}" if column.startswith("encoder images") else
                                  f"{m:.1f}" if column in ("epochs", "fit s") else
                                  f"{m:.3f} ± {0 if np.isnan(s) else s:.3f}")
                 else:

@@ -10,9 +10,9 @@ same frozen encoder, and scores on the same unconfounded test set:
   ``lambda_reg=1e-3``;
 * **DNE (previous defaults)**: the parameters that were the defaults before the
   validation guard (masked edit, ``"mean_gap"``, class-conditional, ``lambda_reg=0.1``,
-  30 epochs; :data:`PREVIOUS_DEFAULTS`), the fit-cost reference. Once the library has
-  a parameter that turns its guard off, add it to :data:`PREVIOUS_DEFAULTS`;
-  ``--no-previous`` drops the row (it saves one DNE fit per seed on Lite0);
+  30 epochs; :data:`PREVIOUS_DEFAULTS`), with the guard off (``validation_fraction=None``
+  where the estimator has it), the fit-cost reference; ``--no-previous`` drops the row
+  (it saves one DNE fit per seed on Lite0);
 * **DNE (defaults)**: ``DebiasedNoiseTransformer()`` with ``y`` given;
 * **GeZO (defaults)**: ``GeZONoiseTransformer()`` with ``y`` given, its query budget set
   to 5 × the images DNE (defaults) passed through the encoder in the same seed;
@@ -37,7 +37,11 @@ embeddings (LEACE, CorrelationRemover, an embedding-level eraser) makes such a p
 blind on them, so those columns flatter it; the cross-validated column does not. Then
 fit time of the debiasing step and encoder images queried (fit only: DNE one pass for
 the probe plus one per epoch unless the transformer counts them itself; GeZO as counted
-by the transformer). Mean ± std over seeds.
+by the transformer), and ``encoder images (counted)``: every image the encoder was run on
+during the fit, counted by a wrapper around the module (validation, candidates and a λ
+path included). Mean ± std over seeds. The candidate a validation guard selected (the
+``validation_`` table's ``selected`` row, where the transformer has one) is listed under
+each table.
 
 Then the targets, per encoder, each met or missed with the figure:
 
@@ -74,7 +78,7 @@ it starts; a machine loaded by other jobs takes several times longer)::
 
     python benchmarks/compare.py --encoder standin            # 5 scenarios, 3 seeds: ~20 min
     python benchmarks/compare.py --encoder lite0 --n-train 300 --n-test 300   # ~75 min
-    python benchmarks/compare.py --n-train 300 --n-test 300   # both encoders: ~80 min
+    python benchmarks/compare.py --lite0-n-train 300   # both: standin 1,000, lite0 300: ~95 min
     python benchmarks/compare.py                               # both, 1,000 images: ~4.3 h
     python benchmarks/compare.py --quick --encoder standin     # smoke run: ~1.5 min
     python benchmarks/compare.py --quick --encoder lite0 --n-train 60 --n-test 60 \
@@ -147,7 +151,8 @@ GEZO_BUDGET_FACTOR = 5
 CV_FOLDS = 5
 COLUMNS = ("task AUC", "worst-group AUC", "EO gap", "EOdds gap", "|1-DI|", "cond. leakage",
            "leakage (linear, train-fit probe)", "leakage (MLP, train-fit probe)",
-           "cond. leakage (train-fit probe)", "fit s", "encoder images")
+           "cond. leakage (train-fit probe)", "fit s", "encoder images",
+           "encoder images (counted)")
 
 
 def head():
@@ -169,6 +174,28 @@ def check_encoders(names: list[str]) -> None:
         except ImportError as exc:
             sys.exit(f"--encoder lite0 needs fairnoise's 'pretrained' extra: {exc}\n"
                      "Or run with --encoder standin.")
+
+
+class CountingEncoder(torch.nn.Module):
+    """The frozen encoder, counting the images it is run on (every forward pass; a
+    backward pass follows one), whatever the estimator does inside ``fit``."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.images = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.images += int(x.shape[0])
+        return self.module(x)
+
+
+def without_guard(params: dict) -> dict:
+    """``params`` plus ``validation_fraction=None`` where the estimator has that parameter
+    (it turns the validation guard off: one edit learned on all the data, as before)."""
+    if "validation_fraction" in DebiasedNoiseTransformer().get_params():
+        return {**params, "validation_fraction": None}
+    return params
 
 
 def encoder_images(transformer, n_train: int) -> int:
@@ -281,10 +308,11 @@ def run_seed(tr: dict, te: dict, encoder: torch.nn.Module, seed: int, *, oracle:
     groups = np.unique(tr["a"])
     rows = []
 
-    def add(method, Z_tr, Z_te, seconds, images, candidate=""):
+    def add(method, Z_tr, Z_te, seconds, images, candidate="", counted=0):
         row = {"method": method, "seed": seed,
                **score_embeddings(Z_tr, Z_te, tr, te, seed, mlp)}
-        row.update({"fit s": seconds, "encoder images": images, "selected": candidate})
+        row.update({"fit s": seconds, "encoder images": images,
+                    "encoder images (counted)": counted, "selected": candidate})
         rows.append(row)
         log(f"  seed {seed} {method:<24} EOdds {row['EOdds gap']:.3f}  AUC "
             f"{row['task AUC']:.3f}  cond. leakage {row['cond. leakage']:.3f}  "
@@ -299,28 +327,33 @@ def run_seed(tr: dict, te: dict, encoder: torch.nn.Module, seed: int, *, oracle:
 
     extra = {} if dne_epochs is None else {"max_epochs": dne_epochs}
     dne_images = 0
+    counting = CountingEncoder(encoder)
     variants = [(DNE_PAPER, PAPER, False), (DNE, {}, True)]
     if previous:
-        variants.insert(1, (DNE_PREV, PREVIOUS_DEFAULTS, True))
+        variants.insert(1, (DNE_PREV, without_guard(PREVIOUS_DEFAULTS), True))
     for name, params, with_y in variants:
+        counting.images = 0
         t0 = time.perf_counter()
-        dne = DebiasedNoiseTransformer(encoder, random_state=seed, **{**params, **extra})
+        dne = DebiasedNoiseTransformer(counting, random_state=seed, **{**params, **extra})
         dne.fit(tr["X"], tr["y"] if with_y else None, sensitive_features=tr["a"])
         seconds = time.perf_counter() - t0
         images = encoder_images(dne, len(tr["X"]))
         if name == DNE:
             dne_images = images
+        counted = counting.images
         add(name, dne.transform(tr["X"]), dne.transform(te["X"]), seconds, images,
-            selected_candidate(dne))
+            selected_candidate(dne), counted)
 
+    counting.images = 0
     t0 = time.perf_counter()
     # a module given to GeZO is only ever run forward, like an API (no weights, no gradients)
-    gezo = GeZONoiseTransformer(encoder, max_queries=GEZO_BUDGET_FACTOR * dne_images,
+    gezo = GeZONoiseTransformer(counting, max_queries=GEZO_BUDGET_FACTOR * dne_images,
                                 max_epochs=1000, random_state=seed)
     gezo.fit(tr["X"], tr["y"], sensitive_features=tr["a"])
     seconds = time.perf_counter() - t0
+    counted = counting.images
     add(GEZO, gezo.transform(tr["X"]), gezo.transform(te["X"]), seconds, gezo.n_queries_,
-        selected_candidate(gezo))
+        selected_candidate(gezo), counted)
 
     t0 = time.perf_counter()
     L_tr, L_te = leace(Z_tr, Z_te, tr["a"], groups)
@@ -393,7 +426,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
 def cell(mean: float, std: float, column: str) -> str:
     if np.isnan(mean):
         return "–"
-    if column == "encoder images":
+    if column.startswith("encoder images"):
         return f"{mean:,.0f}"
     if column == "fit s":
         return f"{mean:.1f}"
@@ -491,17 +524,21 @@ def never_harm(frames: dict[tuple[str, str], pd.DataFrame]) -> list[str]:
 
 def fit_cost(frames: dict[tuple[str, str], pd.DataFrame], encoder: str) -> list[str]:
     """DNE (defaults)' encoder images against the previous defaults', per scenario."""
-    parts, ratios = [], []
+    parts, ratios, counted = [], [], []
     for (enc, scenario), frame in frames.items():
-        m = frame.groupby("method")["encoder images"].mean()
-        if enc != encoder or DNE_PREV not in m:
+        means = frame.groupby("method")[["encoder images", "encoder images (counted)"]].mean()
+        if enc != encoder or DNE_PREV not in means.index:
             continue
+        m, c = means["encoder images"], means["encoder images (counted)"]
         ratios.append(m[DNE] / m[DNE_PREV])
-        parts.append(f"{scenario} {m[DNE]:,.0f} vs {m[DNE_PREV]:,.0f}")
+        counted.append(c[DNE] / c[DNE_PREV])
+        parts.append(f"{scenario} {m[DNE]:,.0f} vs {m[DNE_PREV]:,.0f} (counted: "
+                     f"{c[DNE]:,.0f} vs {c[DNE_PREV]:,.0f})")
     if not parts:
         return []
     return [f"- fit cost, DNE (defaults) against the previous defaults, encoder images: "
-            f"{'; '.join(parts)} (× {np.mean(ratios):.2f} on average)."]
+            f"{'; '.join(parts)}; × {np.mean(ratios):.2f} on average (counted: "
+            f"× {np.mean(counted):.2f})."]
 
 
 def plot(frames: dict[tuple[str, str], pd.DataFrame], path: Path) -> bool:
@@ -557,6 +594,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="unconfounded test images (default: as many as --n-train)")
     parser.add_argument("--n-samples", type=int, default=None, dest="n_train",
                         help=argparse.SUPPRESS)  # the earlier name of --n-train
+    parser.add_argument("--lite0-n-train", type=int, default=None,
+                        help="training images for lite0 only (default: --n-train)")
+    parser.add_argument("--lite0-n-test", type=int, default=None,
+                        help="test images for lite0 only (default: --lite0-n-train, else "
+                             "--n-test)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="override the encoder's image size (standin 32, lite0 64)")
     parser.add_argument("--no-previous", action="store_true",
@@ -572,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
         args.n_train = args.n_train or 200
     args.n_train = args.n_train or 1000
     args.n_test = args.n_test or args.n_train
+    sizes_n = {"standin": (args.n_train, args.n_test),
+               "lite0": (args.lite0_n_train or args.n_train,
+                         args.lite0_n_test or args.lite0_n_train or args.n_test)}
     dne_epochs = 3 if args.quick else None
     encoders = ["standin", "lite0"] if args.encoder == "both" else [args.encoder]
     if args.csv:
@@ -590,10 +635,11 @@ def main(argv: list[str] | None = None) -> int:
     epochs = dne_epochs or PREVIOUS_DEFAULTS["max_epochs"]
     for encoder in encoders:
         runs = args.seeds * (1 if args.csv else len(scenarios))
-        seconds = estimate_seconds(encoder, args.n_train, args.n_test, runs, epochs, previous,
+        n_train, n_test = sizes_n[encoder]
+        seconds = estimate_seconds(encoder, n_train, n_test, runs, epochs, previous,
                                    mlp=not args.quick)
         log(f"estimated wall time on 2 cores, {encoder}: ~{seconds / 60:.1f} min "
-            f"({runs} scenario × seed runs, {args.n_train} train / {args.n_test} test images)")
+            f"({runs} scenario × seed runs, {n_train} train / {n_test} test images)")
 
     start = time.perf_counter()
     cache: dict = {}
@@ -615,7 +661,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"encoder {encoder}, scenario {scenario}")
             rows = []
             for seed in range(args.seeds):
-                tr, te = synthetic_split(scenario, args.n_train, seed, size, args.n_test)
+                tr, te = synthetic_split(scenario, sizes_n[encoder][0], seed, size,
+                                         sizes_n[encoder][1])
                 module = load_encoder(encoder, seed)
                 rows += run_seed(tr, te, module, seed, oracle=True, dne_epochs=dne_epochs,
                                  mlp=not args.quick, log=log, cache=cache,
@@ -636,8 +683,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({torch.get_num_threads()} torch threads), fairnoise {fairnoise.__version__}, "
         f"torch {torch.__version__}, scikit-learn {sklearn.__version__}, "
         f"Python {platform.python_version()}. {args.seeds} seed(s), mean ± std; "
-        f"{args.n_train} training and {args.n_test} unconfounded test images. Encoders: "
-        + "; ".join(f"{e} at {sizes[e]}×{sizes[e]} pixels, {described[e]}" for e in encoders)
+        "training and unconfounded test images per encoder as listed. Encoders: "
+        + "; ".join(f"{e} at {sizes[e]}×{sizes[e]} pixels, {sizes_n[e][0]} training and "
+                    f"{sizes_n[e][1]} test images, {described[e]}" for e in encoders)
         + ".",
         "",
         "Methods and columns are described in the docstring of `benchmarks/compare.py`. "
@@ -649,7 +697,10 @@ def main(argv: list[str] | None = None) -> int:
         "embeddings (LEACE, CorrelationRemover, an embedding-level eraser) look blinder "
         "there than they are. Fit s: the debiasing step only. Encoder images: images sent "
         "through the encoder while fitting (DNE: its own count if it keeps one, else one "
-        "pass for the probe plus one per epoch; GeZO: counted by the transformer).",
+        "pass for the probe plus one per epoch; GeZO: counted by the transformer). Encoder "
+        "images (counted): every image the encoder was run on during the fit, counted by "
+        "a wrapper around it (whatever the estimator does inside fit: validation, "
+        "candidates, a λ path).",
         "",
     ]
     for scenario in dict.fromkeys(k[1] for k in frames):

@@ -305,9 +305,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         chosen = judge.choose(self.auc_tolerance, self.min_leakage_drop)
         self.validation_ = judge.table(chosen)
         edit, eraser, _ = next(c for c in candidates if c[2] == chosen)
-        if eraser is not None:  # refitted on every sample, now that it is chosen
-            Z = Z0 if edit is identity else self._embed(X, edit)
-            eraser = fit_conditional_eraser(Z, a, ycode)
+        if eraser is not None:  # the eraser as validated: fitted on the training part
             edit = dataclasses.replace(edit, eraser=eraser)
         self.edit_ = edit
         self.loss_curve_ = [v for curve in curves for v in curve]

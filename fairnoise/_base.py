@@ -203,6 +203,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         split = self._validation_split(a, ycode, y is not None)
         if split is None:  # nothing to validate against: one edit, learned on everything
             self.__dict__.pop("validation_", None)
+            self.__dict__.pop("validation_loss_curve_", None)
             self._adversary = self._fit_adversary(X, a, ycode)
             self._optimise(X, self._adversary, lambda_reg=self._lambda_path()[0])
             return self
@@ -272,7 +273,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         if erase:
             candidates.append((identity, judge.add("identity", Z0, erase=True,
                                                    lambda_reg=np.nan), len(judge.rows) - 1))
-        curves, X_tr, previous = [], RowSubset(X, tr), identity
+        curves, held_curves, X_tr, previous = [], [], RowSubset(X, tr), identity
         standardizing = self._standardizing(True)
         path = self._lambda_path(validated=True)
         # images the guard embeds after the search: one pass per input-edit candidate
@@ -281,6 +282,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                 self._optimise(X_tr, adversary, lambda_reg=lam, held_out=held_out,
                                warm=i > 0)
                 curves.append(list(self.loss_curve_))
+                held_curves.append(self.__dict__.pop("_held_out_curve", []))
                 edit = self.edit_
                 if edit.is_identity or np.array_equal(edit.param, previous.param):
                     continue  # nothing new to judge
@@ -310,6 +312,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         self.edit_ = edit
         self.loss_curve_ = [v for curve in curves for v in curve]
         self.n_iter_ = len(self.loss_curve_)
+        if any(held_curves):
+            self.validation_loss_curve_ = [v for curve in held_curves for v in curve]
         if chosen == 0:
             warnings.warn(refusal_message(type(self).__name__, self.validation_,
                                           self.auc_tolerance, self.min_leakage_drop),

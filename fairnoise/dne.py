@@ -162,7 +162,11 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         AUC, 0.5 = nothing left), ``task_auc`` (balanced) and ``selected``. Only after a
         validated fit (``y`` given, ``validation_fraction`` > 0).
     loss_curve_ : list of float
-        Mean training loss of each epoch.
+        Mean training loss of each epoch (for each λ of the path in turn).
+    validation_loss_curve_ : list of float
+        The loss on the validation part before the first epoch (the unedited inputs')
+        and after each epoch, for each λ of the path in turn; the fit keeps the best
+        iterate by it. Only after a validated fit.
     n_iter_ : int
         Number of epochs run.
 
@@ -355,6 +359,7 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
             self._store(error.theta)
             raise ValueError(self._non_finite_message(error)) from None
         self._store(theta)
+        self._held_out_curve = list(trace.held_out)
         if trace.diverged_at is not None:
             warnings.warn(
                 f"the fit diverged at epoch {trace.diverged_at}: the loss on the validation "

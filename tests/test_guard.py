@@ -162,6 +162,9 @@ def test_images_judge_standardisation_and_report_every_candidate():
     assert {"identity", "standardize"} <= names
     assert t.validation_["erase"].any()
     assert t.transform(X).shape == (len(X), t.n_features_out_)
+    curve = t.validation_loss_curve_  # the unedited inputs' loss first, then each epoch's
+    assert len(curve) > len(t.validation_["lambda_reg"].dropna().unique())
+    assert np.isfinite(curve).all()
 
 
 def test_gezo_is_guarded_too_and_the_guard_stays_within_the_budget():

@@ -242,10 +242,10 @@ class ReplayAPI:
     def __init__(self, responses: dict, latency: float) -> None:
         self.responses, self.latency = responses, latency
         self.calls = self.in_flight = self.max_in_flight = 0
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        with self._lock:
+        with self.lock:
             self.calls += 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -253,7 +253,7 @@ class ReplayAPI:
             time.sleep(self.latency)
             return self.responses[_key(batch)]
         finally:
-            with self._lock:
+            with self.lock:
                 self.in_flight -= 1
 
 

@@ -206,7 +206,7 @@ class DemoResult:
     encoder : EncoderChoice or None
         The encoder the run used.
     refusals : dict of str to str
-        The :class:`~fairnoise.NoSafeEditWarning` message of each method whose
+        The ``fairnoise.NoSafeEditWarning`` message of each method whose
         transformer kept the identity edit (none found safe and useful on validation).
 
     Examples
@@ -654,7 +654,7 @@ def _run_demo(*, n_samples: int | None, image_size: int | None, n_channels: int 
 
 @contextlib.contextmanager
 def _refusals(found: dict[str, str], name: str) -> Iterator[None]:
-    """Record a :class:`~fairnoise.NoSafeEditWarning` of a fit under ``name``; pass on others."""
+    """Record a ``fairnoise.NoSafeEditWarning`` of a fit under ``name``; pass on others."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield

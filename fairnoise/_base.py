@@ -276,23 +276,23 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         curves, held_curves, X_tr, previous = [], [], RowSubset(X, tr), identity
         standardizing = self._standardizing(True)
         path = self._lambda_path(validated=True)
-        # images the guard embeds after the search: one pass per input-edit candidate
-        with self._holding_back(len(X) * (1 + standardizing)):
-            for i, lam in enumerate(path):
+        for i, lam in enumerate(path):
+            # kept back for the guard: one pass per input-edit candidate still to judge
+            with self._holding_back(len(X) * (len(path) - i + standardizing)):
                 self._optimise(X_tr, adversary, lambda_reg=lam, held_out=held_out,
                                warm=i > 0)
-                curves.append(list(self.loss_curve_))
-                held_curves.append(self.__dict__.pop("_held_out_curve", []))
-                edit = self.edit_
-                if edit.is_identity or np.array_equal(edit.param, previous.param):
-                    continue  # nothing new to judge
-                previous = edit
-                Z = self._embed(X, edit)
-                judge.add(self._edit_name(), Z, lambda_reg=lam)
-                candidates.append((edit, None, len(judge.rows) - 1))
-                if erase:
-                    candidates.append((edit, judge.add(self._edit_name(), Z, erase=True,
-                                                       lambda_reg=lam), len(judge.rows) - 1))
+            curves.append(list(self.loss_curve_))
+            held_curves.append(self.__dict__.pop("_held_out_curve", []))
+            edit = self.edit_
+            if edit.is_identity or np.array_equal(edit.param, previous.param):
+                continue  # nothing new to judge
+            previous = edit
+            Z = self._embed(X, edit)
+            judge.add(self._edit_name(), Z, lambda_reg=lam)
+            candidates.append((edit, None, len(judge.rows) - 1))
+            if erase:
+                candidates.append((edit, judge.add(self._edit_name(), Z, erase=True,
+                                                   lambda_reg=lam), len(judge.rows) - 1))
         if standardizing:
             from .edits import fit_standardization
 

@@ -19,6 +19,7 @@ Writes ``benchmarks/results/convergence.md``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -53,7 +54,7 @@ def main(argv=None) -> None:
     if args.quick:
         args.seeds, args.n = 1, 200
     lines = ["# Convergence of the default fit", "",
-             f"Command: `python benchmarks/convergence.py{' --quick' if args.quick else ''}`; "
+             f"Command: `python benchmarks/convergence.py {' '.join(sys.argv[1:])}`; "
              f"encoder {'stand-in (32 px)' if args.quick else 'EfficientNet-Lite0 (64 px)'}, "
              f"marker shortcut, {args.n} training images, correlation 0.8.", ""]
     for seed in range(args.seeds):
@@ -77,7 +78,7 @@ def main(argv=None) -> None:
             table = t.validation_.round(3).astype(str)
             lines += ["", "| " + " | ".join(table.columns) + " |",
                       "|" + "---|" * len(table.columns)]
-            lines += ["| " + " | ".join(row) + " |" for row in table.to_numpy()]
+            lines += ["| " + " | ".join(map(str, row)) + " |" for row in table.to_numpy()]
             lines.append("")
         print("\n".join(lines[-12:]), flush=True)
     out = Path(args.out)

@@ -8,7 +8,8 @@ How a candidate is judged (the benchmarks' measures, on the validation part):
 
 * **conditional leakage**: :func:`fairnoise.metrics.leakage_auc` with ``y``: a new
   standardised logistic regression per class of ``y``, trained on the candidate's
-  embeddings of the training part, scored on those of the validation part. An embedding
+  embeddings of the training part, scored on those of the validation part, and folded
+  about chance (``0.5 + |AUC - 0.5|``: an inverted probe reads the group too). An embedding
   eraser is fitted on the training part, so a probe trained on its own output would be
   blind by construction; the probe is trained on *cross-fitted* erased embeddings
   instead (each fold erased by an eraser fitted on the other folds).
@@ -164,7 +165,9 @@ class Judge:
                                sensitive_features_test=a[va], y_test=y[va],
                                random_state=self.seed)
         auc = _task_auc(Z_head_tr, y[tr], Z_va, y[va], self.weights, self.seed)
-        return float(leak), auc
+        # folded about chance: an AUC of 0.3 reads the group as well as 0.7 does (a
+        # cross-fitted eraser can over-correct the fold it did not see, and invert it)
+        return 0.5 + abs(float(leak) - 0.5), auc
 
     def _cross_fitted(self, Z_tr: np.ndarray) -> np.ndarray:
         """Each fold of the training part erased by an eraser fitted on the other folds."""

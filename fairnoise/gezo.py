@@ -229,8 +229,9 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
     validation_ : DataFrame
         The candidates judged on the validation part, one row each: ``candidate``,
         ``lambda_reg``, ``erase``, ``cond_leakage`` (a fresh probe's within-class group
-        AUC, 0.5 = nothing left), ``task_auc`` (balanced) and ``selected``. Only after a
-        validated fit (``y`` given, ``validation_fraction`` > 0).
+        AUC folded about chance, 0.5 + |AUC − 0.5|: 0.5 = nothing left), ``task_auc``
+        (balanced) and ``selected``. Only after a validated fit (``y`` given,
+        ``validation_fraction`` > 0).
     loss_curve_ : list of float
         Loss of the current edit on each iteration's batch, after the iteration.
     n_iter_ : int

@@ -102,7 +102,7 @@ def test_a_spread_shortcut_is_left_to_the_embedding_eraser():
     Z = t.transform(X)
     for c in (0, 1):  # the within-class group gap (0.8 on five columns) is down to noise
         gap = Z[(y == c) & (a == 1)].mean(0) - Z[(y == c) & (a == 0)].mean(0)
-        assert np.abs(gap[1:]).max() < 0.15
+        assert np.abs(gap[1:]).max() < 0.3 and np.abs(gap[1:]).mean() < 0.15
     # the disease column survives: a task head still reads it
     assert np.corrcoef(Z[:, 0], y)[0, 1] > 0.4
 
@@ -244,3 +244,16 @@ def test_a_guarded_fit_is_bit_identical_for_a_fixed_seed():
             outs.append((t.fit(X, y, sensitive_features=a).transform(X), t.validation_))
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
     assert outs[0][1].equals(outs[1][1])
+
+
+def test_an_inverted_probe_counts_as_leakage():
+    # a probe whose AUC is 0.3 reads the group as well as one at 0.7: the guard folds it
+    from fairnoise._guard import Judge
+
+    X, y, a = _confounded_features()
+    judge = Judge(*holdout_split(a, y, 0.2, seed=0), a, y, seed=0)
+    Z = X.copy()
+    flipped = np.where(np.isin(np.arange(len(a)), judge.va), -1.0, 1.0)
+    Z[:, 5] = 2.0 * (a - 0.5) * flipped  # train: +group, validation: -group
+    judge.add("flipped", Z)
+    assert judge.rows[0]["cond_leakage"] > 0.9

@@ -201,13 +201,16 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             return self
         a, ycode = self._codes(sensitive_features, y, len(X), reset=True)
         split = self._validation_split(a, ycode, y is not None)
+        # an explicit erase=True / standardize=True that cannot apply is refused either way
+        erase, standardize = self._erasing(split is not None), self._standardizing(
+            split is not None)
         if split is None:  # nothing to validate against: one edit, learned on everything
             self.__dict__.pop("validation_", None)
             self.__dict__.pop("validation_loss_curve_", None)
             self._adversary = self._fit_adversary(X, a, ycode)
             self._optimise(X, self._adversary, lambda_reg=self._lambda_path()[0])
             return self
-        self._fit_guarded(X, a, ycode, *split)
+        self._fit_guarded(X, a, ycode, *split, erase=erase, standardize=standardize)
         return self
 
     # -- the guard (see fairnoise._guard) -----------------------------------------------------
@@ -242,7 +245,6 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         """The (train, validation) split of the guard, or None when nothing is validated."""
         fraction = self.validation_fraction
         if not fraction or not has_y or not self.conditional:
-            self._erasing(False), self._standardizing(False)  # refuse an explicit True
             return None
         split = holdout_split(a, ycode, fraction, self._seed)
         if split is None:
@@ -252,33 +254,33 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                 f"{type(self).__name__} learns one edit on all the data without checking it "
                 "against the identity. Pass more data, a larger validation_fraction, or "
                 "validation_fraction=None to silence this.", UserWarning, stacklevel=3)
-            self._erasing(False), self._standardizing(False)
         return split
 
     def _fit_guarded(self, X: Any, a: np.ndarray, ycode: np.ndarray, tr: np.ndarray,
-                     va: np.ndarray) -> None:
+                     va: np.ndarray, *, erase: bool, standardize: bool) -> None:
         """Learn candidates on the training part, keep the one the validation part backs."""
         Z0, adversary = self._clean_start(X, a, ycode, tr)
         self.n_features_out_ = Z0.shape[1]
         self._adversary = adversary
         held_out = (RowSubset(X, va), adversary.with_samples(a[va], ycode[va]))
-        erase = self._erasing(True)
         if erase:
             from .edits import fit_conditional_eraser
         judge = Judge(tr, va, a, ycode, self._seed,
                       fit_eraser=fit_conditional_eraser if erase else None)
+        candidates = []  # (input edit, eraser or None), one per row of the judge
+
+        def judge_edit(name: str, edit: FittedEdit, Z: np.ndarray, lam: float) -> None:
+            """The edit as it is and, when erasing, followed by the embedding eraser."""
+            for erased in (False, True)[: 1 + erase]:
+                candidates.append((edit, judge.add(name, Z, erase=erased, lambda_reg=lam)))
+
         identity = self._space.fitted(self._space.init_param(), self._fill)
-        judge.add("identity", Z0, lambda_reg=np.nan)
-        candidates = [(identity, None, 0)]  # (edit, eraser, row)
-        if erase:
-            candidates.append((identity, judge.add("identity", Z0, erase=True,
-                                                   lambda_reg=np.nan), len(judge.rows) - 1))
+        judge_edit("identity", identity, Z0, np.nan)
         curves, held_curves, X_tr, previous = [], [], RowSubset(X, tr), identity
-        standardizing = self._standardizing(True)
         path = self._lambda_path(validated=True)
         for i, lam in enumerate(path):
             # kept back for the guard: one pass per input-edit candidate still to judge
-            with self._holding_back(len(X) * (len(path) - i + standardizing)):
+            with self._holding_back(len(X) * (len(path) - i + standardize)):
                 self._optimise(X_tr, adversary, lambda_reg=lam, held_out=held_out,
                                warm=i > 0)
             curves.append(list(self.loss_curve_))
@@ -287,26 +289,16 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             if edit.is_identity or np.array_equal(edit.param, previous.param):
                 continue  # nothing new to judge
             previous = edit
-            Z = self._embed(X, edit)
-            judge.add(self._edit_name(), Z, lambda_reg=lam)
-            candidates.append((edit, None, len(judge.rows) - 1))
-            if erase:
-                candidates.append((edit, judge.add(self._edit_name(), Z, erase=True,
-                                                   lambda_reg=lam), len(judge.rows) - 1))
-        if standardizing:
+            judge_edit(self._edit_name(), edit, self._embed(X, edit), lam)
+        if standardize:
             from .edits import fit_standardization
 
             std = dataclasses.replace(identity, standardization=fit_standardization(
                 self._iter_chunks(X)))
-            Z = self._embed(X, std)
-            judge.add("standardize", Z, lambda_reg=np.nan)
-            candidates.append((std, None, len(judge.rows) - 1))
-            if erase:
-                candidates.append((std, judge.add("standardize", Z, erase=True,
-                                                  lambda_reg=np.nan), len(judge.rows) - 1))
+            judge_edit("standardize", std, self._embed(X, std), np.nan)
         chosen = judge.choose(self.auc_tolerance, self.min_leakage_drop)
         self.validation_ = judge.table(chosen)
-        edit, eraser, _ = next(c for c in candidates if c[2] == chosen)
+        edit, eraser = candidates[chosen]
         if eraser is not None:  # the eraser as validated: fitted on the training part
             edit = dataclasses.replace(edit, eraser=eraser)
         self.edit_ = edit

@@ -486,22 +486,9 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
     def _fit_adversary(self, X: np.ndarray, a: np.ndarray, ycode: np.ndarray) -> Adversary:
         cached = getattr(self, "_adversary", None) if self._continuing() else None
         if cached is not None:
-            if not (np.array_equal(cached.a.cpu().numpy(), a)
-                    and np.array_equal(cached.cls.cpu().numpy(), ycode)):
-                raise ValueError(
-                    "warm_start=True continues the previous fit, but sensitive_features or y "
-                    "differ from that fit's. Call fit with the same data, or set "
-                    "warm_start=False to start a new search."
-                )
+            self._check_same_labels(cached.a.cpu().numpy(), cached.cls.cpu().numpy(), a, ycode)
             return cached
-        if self._encoder is not None and self._meter.remaining < len(X):
-            raise ValueError(
-                f"max_queries={self.max_queries} leaves {int(self._meter.remaining)} images, "
-                f"too few to embed the {len(X)} training inputs once for the "
-                f"sensitive-attribute probe. Raise max_queries well above {len(X)} (each "
-                "search iteration costs about (2 * n_directions + 2) * batch_size more), or "
-                "fit on a subsample."
-            )
+        self._check_budget_for_clean_pass(len(X), "the sensitive-attribute probe")
         return super()._fit_adversary(X, a, ycode)
 
     def _clean_start(self, X: Any, a: np.ndarray, ycode: np.ndarray,
@@ -509,23 +496,34 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         # a resumed (warm-started) search does not pay for the clean embeddings again
         cached = getattr(self, "_clean_cache", None) if self._continuing() else None
         if cached is not None:
-            if not (np.array_equal(cached[2], a) and np.array_equal(cached[3], ycode)):
-                raise ValueError(
-                    "warm_start=True continues the previous fit, but sensitive_features or y "
-                    "differ from that fit's. Call fit with the same data, or set "
-                    "warm_start=False to start a new search."
-                )
+            self._check_same_labels(cached[2], cached[3], a, ycode)
             return cached[0], cached[1]
-        if self._encoder is not None and self._meter.remaining < len(X):
-            raise ValueError(
-                f"max_queries={self.max_queries} leaves {int(self._meter.remaining)} images, "
-                f"too few to embed the {len(X)} training inputs once for the "
-                "sensitive-attribute probe and the validation part. Raise max_queries well "
-                f"above {len(X)}, or fit on a subsample."
-            )
+        self._check_budget_for_clean_pass(
+            len(X), "the sensitive-attribute probe and the validation part")
         Z0, adversary = super()._clean_start(X, a, ycode, tr)
         self._clean_cache = (Z0, adversary, a, ycode)
         return Z0, adversary
+
+    @staticmethod
+    def _check_same_labels(a_then: np.ndarray, y_then: np.ndarray, a: np.ndarray,
+                           ycode: np.ndarray) -> None:
+        """A warm start continues the previous fit: its groups and classes must be these."""
+        if not (np.array_equal(a_then, a) and np.array_equal(y_then, ycode)):
+            raise ValueError(
+                "warm_start=True continues the previous fit, but sensitive_features or y "
+                "differ from that fit's. Call fit with the same data, or set "
+                "warm_start=False to start a new search."
+            )
+
+    def _check_budget_for_clean_pass(self, n_samples: int, purpose: str) -> None:
+        """Refuse, before anything is sent, a budget that cannot embed the inputs once."""
+        if self._encoder is not None and self._meter.remaining < n_samples:
+            raise ValueError(
+                f"max_queries={self.max_queries} leaves {int(self._meter.remaining)} images, "
+                f"too few to embed the {n_samples} training inputs once for {purpose}. "
+                f"Raise max_queries well above {n_samples} (each search iteration costs "
+                "about (2 * n_directions + 2) * batch_size more), or fit on a subsample."
+            )
 
     @contextlib.contextmanager
     def _holding_back(self, n_images: int) -> Iterator[None]:

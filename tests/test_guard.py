@@ -180,6 +180,28 @@ def test_gezo_is_guarded_too_and_the_guard_stays_within_the_budget():
     assert budget - 64 * 6 < t.n_queries_ <= budget  # the search used what the guard left
 
 
+def test_a_guarded_warm_start_with_other_groups_is_a_value_error():
+    X, y, a = make_marker_images(n=240)
+    t = GeZONoiseTransformer(make_encoder(), max_epochs=1, batch_size=64, n_directions=2,
+                             warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoSafeEditWarning)
+        t.fit(X, y, sensitive_features=a)
+    spent = t.n_queries_
+    with pytest.raises(ValueError, match="sensitive_features or y differ"):
+        t.fit(X, y, sensitive_features=1 - a)
+    assert t.n_queries_ == spent  # refused before anything was sent
+
+
+def test_a_guarded_gezo_budget_below_one_pass_is_refused_before_sending():
+    X, y, a = make_marker_images(n=240)
+    t = GeZONoiseTransformer(make_encoder(), max_queries=100, random_state=0)
+    with pytest.raises(ValueError, match="too few to embed the 240 training inputs once for "
+                                         "the sensitive-attribute probe and the validation"):
+        t.fit(X, y, sensitive_features=a)
+    assert t.n_queries_ == 0
+
+
 # -- overflow and divergence ----------------------------------------------------------------------
 def test_an_overflowing_edit_stops_fit_with_its_cause_and_keeps_a_finite_edit():
     X, y, a = make_marker_images(n=120)

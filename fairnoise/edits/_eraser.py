@@ -50,6 +50,8 @@ from typing import Any
 import numpy as np
 from sklearn.covariance import ledoit_wolf_shrinkage
 
+from ._arrays import freeze, real_copy
+
 METRICS = ("within", "marginal", "euclidean")
 #: singular values below this fraction of the largest (or of the noise level) are zero
 _RANK_TOL = 1e-8
@@ -309,11 +311,4 @@ def _whitening(centred: np.ndarray, resid: np.ndarray, metric: str
 
 def _frozen_float64(value: Any, name: str) -> np.ndarray:
     """A read-only float64 copy of one of the eraser's arrays, checked to be finite."""
-    array = np.asarray(value)
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise ValueError(f"the eraser's {name} must hold real numbers; got dtype {array.dtype}.")
-    array = array.astype(np.float64)  # always a copy: the caller's array is never shared
-    if not np.isfinite(array).all():
-        raise ValueError(f"the eraser's {name} holds NaN or infinity.")
-    array.flags.writeable = False
-    return array
+    return freeze(real_copy(value, "the eraser's", name, np.float64), "the eraser's", name)

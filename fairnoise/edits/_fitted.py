@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._arrays import freeze, real_copy
 from ._eraser import ConditionalEraser
 from ._standardize import IntensityStandardization
 
@@ -21,12 +22,7 @@ PARTS = {"standardization": ("standardize_", IntensityStandardization, ("mean", 
 
 def _frozen(value: Any, name: str, input_shape: tuple[int, ...]) -> np.ndarray:
     """A read-only float32 copy of one of the edit's arrays, checked against the input."""
-    array = np.asarray(value)
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise ValueError(f"the edit's {name} must hold real numbers; got dtype {array.dtype}.")
-    array = array.astype(np.float32)  # always a copy: the caller's array is never shared
-    if not np.isfinite(array).all():
-        raise ValueError(f"the edit's {name} holds NaN or infinity.")
+    array = freeze(real_copy(value, "the edit's", name, np.float32), "the edit's", name)
     if name != "param":
         try:
             if np.broadcast_shapes(array.shape, input_shape) != tuple(input_shape):
@@ -36,7 +32,6 @@ def _frozen(value: Any, name: str, input_shape: tuple[int, ...]) -> np.ndarray:
                 f"the edit's {name} of shape {array.shape} does not broadcast against one "
                 f"input of shape {tuple(input_shape)}."
             ) from None
-    array.flags.writeable = False
     return array
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._arrays import freeze, real_copy
+
 #: images read per step when fitting on an array (a memmap is read chunk by chunk)
 _CHUNK = 256
 
@@ -57,19 +59,11 @@ class IntensityStandardization:
 
     def __post_init__(self) -> None:
         for name in ("mean", "std"):
-            array = np.asarray(getattr(self, name))
-            if not (np.issubdtype(array.dtype, np.floating)
-                    or np.issubdtype(array.dtype, np.integer)):
-                raise ValueError(f"the standardisation's {name} must hold real numbers; got "
-                                 f"dtype {array.dtype}.")
-            array = array.astype(np.float32)  # a copy, never the caller's array
+            array = real_copy(getattr(self, name), "the standardisation's", name, np.float32)
             if array.ndim != 1 or array.size == 0:
                 raise ValueError(f"the standardisation's {name} must be a non-empty vector "
                                  f"(one value per channel); got shape {array.shape}.")
-            if not np.isfinite(array).all():
-                raise ValueError(f"the standardisation's {name} holds NaN or infinity.")
-            array.flags.writeable = False
-            object.__setattr__(self, name, array)
+            object.__setattr__(self, name, freeze(array, "the standardisation's", name))
         if self.mean.shape != self.std.shape:
             raise ValueError(f"the standardisation's mean {self.mean.shape} and std "
                              f"{self.std.shape} must have one value per channel each.")

@@ -39,7 +39,7 @@ from ._guard import (
 )
 from ._inputs import RowSubset, chunk_rows, read_rows, validate_inputs
 from ._threads import blas_within_torch
-from .edits import EDITS, FittedEdit, NoiseSpace, input_mean
+from .edits import EDITS, UPSAMPLINGS, FittedEdit, NoiseSpace, input_mean
 from .edits._file import save_edit
 from .encoders import CallableEncoder, TorchEncoder
 from .objectives import OBJECTIVES, Adversary
@@ -163,6 +163,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         "auc_tolerance": [Interval(numbers.Real, 0, 1, closed="both")],
         "min_leakage_drop": [Interval(numbers.Real, 0, 0.5, closed="both")],
         "noise_resolution": [None, Interval(numbers.Integral, 1, None, closed="left"), tuple],
+        "upsampling": [StrOptions({"auto", *UPSAMPLINGS})],
         "channel_shared": ["boolean"],
         "max_norm": [None, Interval(numbers.Real, 0, None, closed="neither")],
         "sa_probe": [None, object],
@@ -454,6 +455,10 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         """``noise_resolution`` as given; a subclass may resolve a default that depends on X."""
         return self.noise_resolution
 
+    def _upsampling(self) -> str:
+        """``upsampling`` as used: ``"auto"`` is bilinear (a subclass may choose otherwise)."""
+        return "bilinear" if self.upsampling == "auto" else self.upsampling
+
     def _noise_space(self) -> NoiseSpace:
         shape = self.input_shape_
         res = self._resolution()
@@ -479,7 +484,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                 "every sample, which only moves a linear model's intercept: it cannot remove "
                 "linearly decodable information about sensitive_features. Use "
                 "edit='masked' in feature mode.", UserWarning, stacklevel=4)
-        return NoiseSpace(tuple(shape), self.edit, res, self.channel_shared)
+        return NoiseSpace(tuple(shape), self.edit, res, self.channel_shared, self._upsampling())
 
     def _validate_X(self, X: Any, *, reset: bool) -> Any:
         """Validate inputs once, at the edge (see :func:`fairnoise._inputs.validate_inputs`).

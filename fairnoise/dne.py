@@ -68,8 +68,12 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         on the validation part (see ``validation_fraction``); 0.1 when nothing is
         validated.
     noise_resolution : int, (int, int) or None, default=None
-        Resolution ``(h, w)`` of the learned parameter grid, upsampled bilinearly to the
-        image size. ``None``: full resolution. Images only.
+        Resolution ``(h, w)`` of the learned parameter grid, upsampled to the image size
+        (see ``upsampling``). ``None``: full resolution. Images only.
+    upsampling : {"auto", "bilinear", "nearest"}, default="auto"
+        How a coarse ``noise_resolution`` grid reaches the image size: a smooth bilinear
+        field, or piecewise-constant cells (each grid value covers its block of pixels).
+        ``"auto"``: bilinear. No effect at full resolution.
     channel_shared : bool, default=True
         One noise map (or mask) for all channels, as in the paper, or one per channel.
     max_norm : float or None, default=None
@@ -212,6 +216,7 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         objective: str = "mean_gap",
         lambda_reg: float | str = "auto",
         noise_resolution: int | tuple[int, int] | None = None,
+        upsampling: str = "auto",
         channel_shared: bool = True,
         max_norm: float | None = None,
         sa_probe: Any = None,
@@ -237,6 +242,7 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         self.objective = objective
         self.lambda_reg = lambda_reg
         self.noise_resolution = noise_resolution
+        self.upsampling = upsampling
         self.channel_shared = channel_shared
         self.max_norm = max_norm
         self.sa_probe = sa_probe

@@ -44,8 +44,8 @@ from .optim import (
 
 __all__ = ["GeZONoiseTransformer", "SearchState", "greedy_update", "spsa_update"]
 
-# the parameter grid of noise_resolution="auto" for images
-_AUTO_RESOLUTION = 8
+# the parameter grid of noise_resolution="auto" for images, and how it is upsampled
+_AUTO_RESOLUTION, _AUTO_UPSAMPLING = 4, "nearest"
 
 
 class GeZONoiseTransformer(BaseNoiseTransformer):
@@ -101,10 +101,16 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         ``"auto"``: 0.1 (GeZO runs one search per fit; the λ path of
         :class:`DebiasedNoiseTransformer` would multiply the queries).
     noise_resolution : "auto", int, (int, int) or None, default="auto"
-        Resolution ``(h, w)`` of the searched parameter grid, upsampled bilinearly to the
-        image size; ``None`` is full resolution. ``"auto"``: 8 × 8 for images (a
+        Resolution ``(h, w)`` of the searched parameter grid, upsampled to the image size
+        (see ``upsampling``); ``None`` is full resolution. ``"auto"``: 4 × 4 for images (a
         zeroth-order search pays for every dimension, so this is much coarser than the
-        white-box default), full resolution for feature vectors.
+        white-box default; the black-box guide says why), full resolution for feature
+        vectors.
+    upsampling : {"auto", "bilinear", "nearest"}, default="auto"
+        How the grid reaches the image size: a smooth bilinear field, or
+        piecewise-constant cells (each grid value covers its block of pixels, so a mask
+        cell at its bound replaces the whole block by the fill: the search can occlude a
+        region outright). ``"auto"``: cells (``"nearest"``) for images.
     channel_shared : bool, default=True
         One map (or mask) for all channels, as in the paper, or one per channel.
     max_norm : float or None, default=None
@@ -300,6 +306,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         objective: str = "mean_gap",
         lambda_reg: float | str = "auto",
         noise_resolution: str | int | tuple[int, int] | None = "auto",
+        upsampling: str = "auto",
         channel_shared: bool = True,
         max_norm: float | None = None,
         sa_probe: Any = None,
@@ -330,6 +337,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         self.objective = objective
         self.lambda_reg = lambda_reg
         self.noise_resolution = noise_resolution
+        self.upsampling = upsampling
         self.channel_shared = channel_shared
         self.max_norm = max_norm
         self.sa_probe = sa_probe
@@ -475,6 +483,11 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         if self.noise_resolution == "auto":
             return _AUTO_RESOLUTION if len(self.input_shape_) >= 2 else None
         return self.noise_resolution
+
+    def _upsampling(self) -> str:
+        if self.upsampling == "auto":
+            return _AUTO_UPSAMPLING if len(self.input_shape_) >= 2 else "bilinear"
+        return self.upsampling
 
     def _store_identity(self, X: Any) -> None:
         super()._store_identity(X)

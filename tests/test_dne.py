@@ -91,6 +91,22 @@ def test_low_resolution_noise_is_smooth_upsampling(images, encoder):
     np.testing.assert_allclose(t.noise_, up, rtol=1e-6)
 
 
+def test_nearest_upsampling_learns_a_piecewise_constant_mask(images, encoder):
+    X, y, a = images  # 16 x 16 images: a 4 x 4 grid of cells of 4 x 4 pixels
+    t = DebiasedNoiseTransformer(encoder=encoder, noise_resolution=4, upsampling="nearest",
+                                 **FAST).fit(X, y, sensitive_features=a)
+    cells = np.kron(t.edit_.param, np.ones((1, 4, 4), np.float32))
+    np.testing.assert_array_equal(t.mask_, 1.0 - cells)
+
+
+def test_auto_upsampling_of_the_white_box_class_is_bilinear(images, encoder):
+    X, y, a = images
+    fits = [DebiasedNoiseTransformer(encoder=encoder, noise_resolution=4, upsampling=u,
+                                     **FAST).fit(X, y, sensitive_features=a)
+            for u in ("auto", "bilinear")]
+    np.testing.assert_array_equal(fits[0].mask_, fits[1].mask_)
+
+
 def test_images_without_channel_axis(encoder):
     X, y, a = make_marker_images(n=64)
     X3 = X[:, 0]

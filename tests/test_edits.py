@@ -73,6 +73,38 @@ def test_upsample_is_bilinear_interpolation_without_corner_alignment(shared):
     torch.testing.assert_close(space.upsample(theta), expected, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_nearest_upsampling_gives_each_grid_value_its_block_of_pixels(shared):
+    space = NoiseSpace((3, 8, 6), "additive", (2, 3), channel_shared=shared,
+                       upsampling="nearest")
+    theta = _rand(*space.param_shape)
+    up = space.upsample(theta)
+    assert up.shape == space.full_shape
+    expected = theta.repeat_interleave(4, dim=-2).repeat_interleave(2, dim=-1)
+    torch.testing.assert_close(up, expected, rtol=0, atol=0)
+
+
+def test_a_mask_cell_at_its_bound_replaces_its_block_by_the_fill_and_nothing_else():
+    space = NoiseSpace((1, 8, 8), "masked", (4, 4), channel_shared=True, upsampling="nearest")
+    theta = torch.zeros(space.param_shape)
+    theta[0, 0, 0] = 1.0  # the top-left cell: pixels [0, 2) x [0, 2)
+    x, fill = _rand(5, 1, 8, 8), torch.full((1, 8, 8), 0.5)
+    out = space.apply(x, theta, fill)
+    assert torch.equal(out[..., :2, :2], torch.full((5, 1, 2, 2), 0.5))
+    outside = torch.ones(8, 8, dtype=torch.bool)
+    outside[:2, :2] = False
+    assert torch.equal(out[..., outside], x[..., outside])
+    # bilinear, the same cell only dims its block and bleeds into the neighbours
+    smooth = NoiseSpace((1, 8, 8), "masked", (4, 4), channel_shared=True)
+    blended = smooth.apply(x, theta, fill)
+    assert not torch.equal(blended[..., outside], x[..., outside])
+
+
+def test_an_unknown_upsampling_is_refused():
+    with pytest.raises(ValueError, match="upsampling must be one of"):
+        NoiseSpace((1, 8, 8), "masked", (4, 4), True, "bicubic")
+
+
 def test_upsample_of_a_two_dimensional_input():
     space = NoiseSpace((9, 4), "additive", (3, 2), channel_shared=True)
     theta = _rand(3, 2)

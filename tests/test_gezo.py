@@ -360,6 +360,23 @@ def test_metadata_routing_without_set_fit_request():
     assert search.best_estimator_["noise"].n_iter_ == 3  # refit on all 160 inputs
 
 
+# -- the search space -------------------------------------------------------------------------
+def test_the_default_search_space_is_a_four_by_four_grid_of_cells():
+    t = gezo(noise_resolution="auto", max_epochs=1).fit(X, Y, sensitive_features=A)
+    assert t.edit_.param.shape == (1, 4, 4)
+    h, w = X.shape[-2] // 4, X.shape[-1] // 4
+    cells = np.kron(t.edit_.param, np.ones((1, h, w), np.float32))
+    np.testing.assert_array_equal(t.mask_, 1.0 - cells)  # each cell masks its block alike
+    assert t.edit_.param.any()  # the search moved
+
+
+def test_bilinear_upsampling_is_still_available_to_the_search():
+    t = gezo(upsampling="bilinear", max_epochs=1).fit(X, Y, sensitive_features=A)
+    up = torch.nn.functional.interpolate(torch.tensor(t.edit_.param)[None], size=X.shape[-2:],
+                                         mode="bilinear", align_corners=False)[0].numpy()
+    np.testing.assert_allclose(t.mask_, 1.0 - up, rtol=1e-6)
+
+
 # -- errors -----------------------------------------------------------------------------------
 @pytest.mark.parametrize(("kwargs", "match"), [
     (dict(n_jobs=-1), "'n_jobs' parameter"),
@@ -368,6 +385,7 @@ def test_metadata_routing_without_set_fit_request():
     (dict(step_decay=1.5), "'step_decay' parameter"),
     (dict(momentum=1.0), "'momentum' parameter"),
     (dict(noise_resolution="high"), "'noise_resolution' parameter"),
+    (dict(upsampling="bicubic"), "'upsampling' parameter"),
 ])
 def test_bad_parameters_are_value_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -45,10 +45,10 @@ import numpy as np
 
 from ._eraser import ConditionalEraser, fit_conditional_eraser
 from ._fitted import FittedEdit
-from ._space import EDITS, NoiseSpace
+from ._space import EDITS, UPSAMPLINGS, NoiseSpace
 from ._standardize import IntensityStandardization, fit_standardization
 
-__all__ = ["EDITS", "ConditionalEraser", "FittedEdit", "IntensityStandardization",
+__all__ = ["EDITS", "UPSAMPLINGS", "ConditionalEraser", "FittedEdit", "IntensityStandardization",
            "NoiseSpace", "apply_numpy", "fit_conditional_eraser", "fit_standardization",
            "input_mean"]
 

@@ -13,6 +13,9 @@ from ._fitted import FittedEdit
 EDITS = ("additive", "masked")
 """The kinds of learned input edit (the ``edit`` parameter and its validation read this)."""
 
+UPSAMPLINGS = ("bilinear", "nearest")
+"""How a parameter grid is upsampled to the input (:attr:`NoiseSpace.upsampling`)."""
+
 
 @dataclass(frozen=True)
 class NoiseSpace:
@@ -27,12 +30,21 @@ class NoiseSpace:
         ``(h, w)`` of the parameter grid for images; ``None`` is full resolution.
     channel_shared : bool
         One map shared by all channels (the paper's choice) or one per channel.
+    upsampling : {"bilinear", "nearest"}, default="bilinear"
+        How the parameter grid reaches the input resolution: a smooth bilinear field, or
+        piecewise-constant *cells* (each grid value covers its block of pixels, so a cell
+        of the mask at 1 replaces that block by the fill outright).
     """
 
     input_shape: tuple[int, ...]
     edit: str
     resolution: tuple[int, int] | None
     channel_shared: bool
+    upsampling: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.upsampling not in UPSAMPLINGS:
+            raise ValueError(f"upsampling must be one of {UPSAMPLINGS}; got {self.upsampling!r}.")
 
     @property
     def is_image(self) -> bool:
@@ -61,13 +73,17 @@ class NoiseSpace:
         return int(np.prod(self.param_shape))
 
     def upsample(self, theta: torch.Tensor) -> torch.Tensor:
-        """Bilinear upsampling of a parameter (or a stack ``B×param_shape``) to full size."""
+        """A parameter (or a stack ``B×param_shape``) upsampled to full size (``upsampling``)."""
         if not self.is_image or self.param_shape == self.full_shape:
             return theta
         lead = theta.shape[: theta.ndim - len(self.param_shape)]
         grid = theta.reshape(-1, 1 if len(self.param_shape) == 2 else self.param_shape[0],
                              *self.param_shape[-2:])
-        up = F.interpolate(grid, size=self.full_shape[-2:], mode="bilinear", align_corners=False)
+        if self.upsampling == "nearest":
+            up = F.interpolate(grid, size=self.full_shape[-2:], mode="nearest")
+        else:
+            up = F.interpolate(grid, size=self.full_shape[-2:], mode="bilinear",
+                               align_corners=False)
         return up.reshape(*lead, *self.full_shape)
 
     def init_param(self) -> torch.Tensor:

@@ -913,7 +913,7 @@ def _markdown(result: DemoResult, figures: dict[str, Path]) -> str:
         "noise": ("The learned edit", "Where the white-box mask replaces the image with "
                   "the fill (1 − m; 1 = fully replaced)."),
         "noise_gezo": (None, "The same for the black-box (GeZO) edit, searched on a "
-                       "coarse 8 × 8 grid."),
+                       "coarse grid of cells (4 × 4 by default)."),
         "groups": ("Per-group performance", "Test AUC, TPR and TNR per group for each "
                    "method; a fair classifier has bars of equal height across the groups."),
         "tradeoff": ("Fairness vs task AUC", "DNE at fixed `lambda_reg` values (the price "

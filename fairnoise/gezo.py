@@ -585,8 +585,9 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         # the bar's total is what will run: max_iter, or fewer where max_queries ends first
         planned = (max_iter if self._encoder is None else
                    _planned_iterations(self._meter.remaining, state, len(X), self.batch_size,
-                                       self.n_directions, strategy.followups, self.n_iter_,
-                                       max_iter))
+                                       self.n_directions,
+                                       strategy.n_leading + strategy.followups,
+                                       self.n_iter_, max_iter))
         bar = tqdm(total=planned, initial=self.n_iter_, desc="GeZO search",
                    disable=not self.verbose, leave=False)
         self._theta = theta
@@ -618,7 +619,8 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         if self.n_iter_ == start_iter < max_iter:
             warnings.warn(
                 f"max_queries={self.max_queries} leaves no room for a search iteration "
-                f"({3 + strategy.followups} queries of up to {self.batch_size} images at the "
+                f"({2 + strategy.n_leading + strategy.followups} queries of up to "
+                f"{self.batch_size} images at the "
                 "least), so the edit is unchanged. Raise max_queries.", UserWarning,
                 stacklevel=4)
 
@@ -677,18 +679,19 @@ class _FiniteBatches(Sequence):
 
 
 def _planned_iterations(remaining: float, state: Any, n_samples: int, batch_size: int,
-                        n_directions: int, followups: int, n_iter: int, max_iter: int) -> int:
+                        n_directions: int, extra: int, n_iter: int, max_iter: int) -> int:
     """The iteration count a search from ``n_iter`` reaches: ``max_iter`` or where the budget
     of ``remaining`` images ends it (what :func:`~fairnoise.optim.zeroth_order_search`
     does: batches in epochs, the last of an epoch smaller; an iteration costs
-    ``(1 + 2 d + followups)`` batches with the most directions ``d ≤ n_directions`` that
-    fit). Losses already known from an interrupted iteration are not discounted."""
+    ``(extra + 2 d)`` batches with the most directions ``d ≤ n_directions`` that fit;
+    ``extra``: the points besides the pairs). Losses already known (from an interrupted
+    iteration, or a first proposal that is the current point) are not discounted."""
     if not np.isfinite(remaining):
         return max_iter
     remaining = int(remaining)
     position = state.position if len(state.order) else n_samples
     per_epoch = -(-n_samples // batch_size)
-    epoch_cost = (1 + 2 * n_directions + followups) * n_samples
+    epoch_cost = (extra + 2 * n_directions) * n_samples
     while n_iter < max_iter:
         if position >= n_samples:
             position = 0
@@ -699,10 +702,10 @@ def _planned_iterations(remaining: float, state: Any, n_samples: int, batch_size
                 n_iter += skip * per_epoch
                 continue
         size = min(batch_size, n_samples - position)
-        dirs = min(n_directions, (remaining // size - 1 - followups) // 2)
+        dirs = min(n_directions, (remaining // size - extra) // 2)
         if dirs < 1:
             break
-        remaining -= (1 + 2 * dirs + followups) * size
+        remaining -= (extra + 2 * dirs) * size
         position += size
         n_iter += 1
     return n_iter

@@ -156,6 +156,45 @@ def test_greedy_update_takes_the_best_sign_only_when_it_beats_the_current_point(
     assert state.step_size == 0.05 and not state.moments["velocity"].any()
 
 
+def test_spsa_scores_its_proposal_on_the_next_batch_with_the_probes_around_it():
+    strategy = SPSASearch(momentum=0.9, step_decay=0.5, project=lambda t: t)
+    theta = np.zeros(3, np.float32)
+    state = strategy.start(0.1, theta.shape, seed=0)
+    u = np.eye(3, dtype=np.float32)
+    first = strategy.first_round(theta, state, u)
+    assert first[1] is theta  # no proposal yet: the current point (scored once)
+    target = np.array([1.0, -1.0, 0.5])
+
+    def evaluate(points):
+        return np.array([float(((p - target) ** 2).sum()) for p in points])
+
+    same, _ = strategy.update(theta, state, first, evaluate(first), u, evaluate)
+    assert same is theta and state.step_size == 0.1  # nothing was proposed to reject
+    proposal = state.moments["proposal"]
+    assert np.all(np.sign(proposal) == np.sign(target))  # along the descent direction
+    second = strategy.first_round(theta, state, u)
+    assert second[1] is proposal
+    np.testing.assert_allclose(second[2] - second[3], 2 * 0.1 * u[0], atol=1e-6)
+    new, loss = strategy.update(theta, state, second, evaluate(second), u, evaluate)
+    assert new is proposal and loss == evaluate([proposal])[0]  # it beat θ: taken
+    assert state.step_size == 0.1
+    # a proposal that loses on its batch is refused and the step shrinks
+    state.moments["proposal"] = new + 10.0
+    third = strategy.first_round(new, state, u)
+    kept, kept_loss = strategy.update(new, state, third, evaluate(third), u, evaluate)
+    assert kept is new and kept_loss == evaluate([new])[0]
+    assert state.step_size == pytest.approx(0.05)
+
+
+def test_spsa_update_is_deprecated():
+    state = SearchState.start(0.1, (2,), seed=0)
+    u = np.eye(2, dtype=np.float32)
+    with pytest.warns(FutureWarning, match="spsa_update is deprecated"):
+        spsa_update(np.zeros(2, np.float32), state, u, np.ones(5), lambda p: np.zeros(len(p)),
+                    momentum=0.9, step_decay=0.5, project=lambda t: t)
+
+
+@pytest.mark.filterwarnings("ignore:spsa_update is deprecated:FutureWarning")
 def test_spsa_update_leaves_the_state_untouched_when_the_proposal_cannot_be_scored():
     theta = np.zeros(3, np.float32)
     state = SPSASearch(momentum=0.9, step_decay=0.5, project=lambda t: t).start(0.1, (3,), 0)
@@ -181,7 +220,13 @@ def test_each_strategy_scores_the_current_point_and_one_antithetic_pair_per_dire
     assert set(state.moments) == set(strategy.moment_names)
     u = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32) * 10
     points = strategy.first_round(theta, state, u)
-    assert len(points) == 1 + 2 * 3 and points[0] is theta
+    lead = strategy.n_leading
+    assert len(points) == lead + 2 * 3 and points[0] is theta
+    pairs = points[lead:]
+    centre = (pairs[0] + pairs[1]) / 2  # each pair is symmetric about the same point
+    for plus, minus in zip(pairs[::2], pairs[1::2], strict=True):
+        if not isinstance(strategy, GreedySearch):  # greedy projects its candidates
+            np.testing.assert_allclose((plus + minus) / 2, centre, atol=1e-6)
     inside = all(((p >= 0) & (p <= 1)).all() for p in points)
     # the greedy candidates may become the next point (projected); SPSA's probes may not
     assert inside == isinstance(strategy, GreedySearch)

@@ -66,10 +66,14 @@ class FaultyAPI:
     """
 
     def __init__(self, faults: dict[int, str] | None = None, broken_from: int | None = None,
-                 broken_until: int | None = None):
+                 broken_until: int | None = None, broken_batch: bytes | None = None,
+                 broken_times: int = 0):
         self.faults = faults or {}
         self.broken = (broken_from, broken_until)
+        # a batch (by its bytes) whose first ``broken_times`` calls fail, whatever their order
+        self.broken_batch, self.broken_times = broken_batch, broken_times
         self.calls = self.sent = self.good = 0
+        self.batches: list[bytes] = []
         self.lock = threading.Lock()
 
     def __call__(self, batch):
@@ -77,9 +81,15 @@ class FaultyAPI:
             self.calls += 1
             call = self.calls
             self.sent += len(batch)
+            self.batches.append(batch.tobytes())
+            hit = self.broken_batch is not None and batch.tobytes() == self.broken_batch
+            if hit:
+                self.broken_times -= 1
         lo, hi = self.broken
         kind = self.faults.get(call)
         if lo is not None and call >= lo and (hi is None or call < hi):
+            kind = "nan"
+        if hit and self.broken_times >= 0:
             kind = "nan"
         if kind is not None:
             return malformed(kind, batch)
@@ -172,7 +182,8 @@ def test_persistent_malformed_responses_stop_the_fit_and_a_resume_pays_nothing_t
 @pytest.mark.parametrize("n_jobs", [None, 3])
 def test_a_failed_call_keeps_the_responses_its_job_already_paid_for(n_jobs):
     # calls of 16 images, so one loss of 64 images takes 4 calls; the 3rd call of a loss
-    # fails for good, and the resumed fit does not buy the first two again
+    # fails for good, and the resumed fit does not buy the first two again (nor what the
+    # other threads' jobs bought meanwhile)
     def fit(api, **kw):
         enc = CallableEncoder(api, batch_size=16, retry_delay=0)
         return GeZONoiseTransformer(enc, **{**BLACK, "max_epochs": 2, "n_jobs": n_jobs,
@@ -180,7 +191,12 @@ def test_a_failed_call_keeps_the_responses_its_job_already_paid_for(n_jobs):
 
     steady = FaultyAPI()
     clean = fit(steady).fit(X, Y, sensitive_features=A)
-    api = FaultyAPI(broken_from=40, broken_until=42)
+    # the probe's 10 calls, 7 losses of the first iteration (28 calls), then the 3rd call
+    # of the second iteration's first loss (one call, the first on a serial run, whatever
+    # the order the threads send them in): it fails on the first try and on the retry
+    serial = FaultyAPI()
+    fit(serial).set_params(n_jobs=None).fit(X, Y, sensitive_features=A)
+    api = FaultyAPI(broken_batch=serial.batches[10 + 28 + 2], broken_times=2)
     t = fit(api)
     with pytest.raises(MalformedResponseError):
         t.fit(X, Y, sensitive_features=A)

@@ -617,10 +617,11 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             self._store(torch.from_numpy(np.ascontiguousarray(self._theta)))
             del self._theta
         if self.n_iter_ == start_iter < max_iter:
+            # the fewest queries of an iteration: the current point and one pair (any other
+            # leading point, such as SPSA's first proposal, may be the current point itself)
             warnings.warn(
                 f"max_queries={self.max_queries} leaves no room for a search iteration "
-                f"({2 + strategy.n_leading + strategy.followups} queries of up to "
-                f"{self.batch_size} images at the "
+                f"({3 + strategy.followups} queries of up to {self.batch_size} images at the "
                 "least), so the edit is unchanged. Raise max_queries.", UserWarning,
                 stacklevel=4)
 

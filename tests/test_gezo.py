@@ -98,7 +98,7 @@ def test_the_budget_is_never_exceeded_and_used_up(strategy, budget):
     api = FakeAPI()
     t = gezo(api, strategy=strategy, max_queries=budget, max_epochs=1000)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # N + 3B leaves no room for spsa
+        warnings.simplefilter("ignore", UserWarning)  # a budget may leave no room at all
         t.fit(X, Y, sensitive_features=A)
     assert t.n_queries_ == api.images <= budget
     cheapest = (3 if strategy == "greedy" else 4) * B  # one direction, both signs

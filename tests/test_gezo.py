@@ -272,6 +272,16 @@ def test_n_jobs_gives_the_same_result_as_serial():
     assert apis[0].max_in_flight == 1 < apis[1].max_in_flight
 
 
+def test_three_directions_make_an_iteration_one_round_trip_at_eight_threads():
+    # the current point, the last proposal and 3 pairs: all independent, all in flight
+    api = FakeAPI(latency=0.02)
+    GeZONoiseTransformer(CallableEncoder(api, batch_size=64, retry_delay=0),
+                         n_directions=3, batch_size=48, step_size=0.3, max_epochs=1,
+                         n_jobs=8, validation_fraction=None,
+                         random_state=0).fit(X, Y, sensitive_features=A)
+    assert api.max_in_flight == 2 * 3 + 2
+
+
 def test_random_state_gives_bit_identical_fits():
     t1 = gezo(max_epochs=1).fit(X, Y, sensitive_features=A)
     t2 = gezo(max_epochs=1).fit(X, Y, sensitive_features=A)

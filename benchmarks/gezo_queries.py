@@ -69,9 +69,9 @@ Usage::
     python benchmarks/gezo_queries.py --encoder lite0 --quick --shortcuts marker
     python benchmarks/gezo_queries.py --shortcuts marker,text --seeds 3
 
-Wall time on 2 CPU cores shared with other work (``OMP_NUM_THREADS=1``), measured: the
-default run 11 minutes; ``--quick --shortcuts marker`` 1.2 minutes (all shortcuts: about
-3); EfficientNet-Lite0 costs about 9 ms per 64-px image on one core, and
+Wall time on 2 CPU cores shared with other work (``OMP_NUM_THREADS=1``), measured:
+``--seeds 3`` 24 minutes; ``--quick --shortcuts marker`` 3.2 minutes (beside another
+benchmark); EfficientNet-Lite0 costs about 9 ms per 64-px image on one core, and
 ``--encoder lite0 --quick --shortcuts marker`` took 5.4 minutes.
 The Markdown report goes to ``benchmarks/results/gezo_queries.md``
 (``gezo_queries_lite0.md`` for Lite0; ``--out`` to change).

@@ -72,7 +72,8 @@ Usage::
 Wall time on 2 CPU cores shared with other work (``OMP_NUM_THREADS=1``), measured:
 ``--seeds 3`` 24 minutes; ``--quick --shortcuts marker`` 3.2 minutes (beside another
 benchmark); EfficientNet-Lite0 costs about 9 ms per 64-px image on one core, and
-``--encoder lite0 --quick --shortcuts marker`` took 5.4 minutes.
+``--encoder lite0 --quick --shortcuts marker`` took 5.4 minutes (``--shortcuts
+marker,text``, with the small steps: 32 minutes beside other work).
 The Markdown report goes to ``benchmarks/results/gezo_queries.md``
 (``gezo_queries_lite0.md`` for Lite0; ``--out`` to change).
 """

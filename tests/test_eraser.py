@@ -123,6 +123,58 @@ def test_dead_features_are_left_exactly_as_they_are():
         assert (out[:, 3] == 0).all() and (out[:, 5] == dtype(0.1)).all()
 
 
+def test_every_unit_dead_is_the_identity_not_an_error():
+    Z = np.full((20, 3), 0.5)
+    eraser = fit_conditional_eraser(Z, np.arange(20) % 2, np.arange(20) // 10)
+    assert eraser.rank == 0 and np.array_equal(eraser.apply(Z), Z)
+
+
+def dense_map(Z, a, y, metric):
+    """T's linear part I - L Rᵀ as the module docstring defines it, with the d × d shrunk
+    covariance formed and whitened by eigh (the reference, for small d)."""
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    cells = [(a == g) & (y == c) for c in np.unique(y) for g in np.unique(a)]
+    resid = np.concatenate([Z[m] - Z[m].mean(0) for m in cells])
+    base = resid if metric == "within" else Z - Z.mean(0)
+    d = Z.shape[1]
+    S = base.T @ base / len(base)
+    alpha = ledoit_wolf_shrinkage(base, assume_centered=True)
+    vals, vecs = np.linalg.eigh((1 - alpha) * S + alpha * np.trace(S) / d * np.eye(d))
+    W = (vecs / np.sqrt(vals)) @ vecs.T
+    columns = []
+    for c in np.unique(y):
+        in_c = [m for m in cells if (m & (y == c)).any()]
+        n_y = sum(m.sum() for m in in_c)
+        mu_y = sum(Z[m].sum(0) for m in in_c) / n_y
+        columns += [(Z[m].mean(0) - mu_y) / np.sqrt(1 / m.sum() - 1 / n_y) for m in in_c]
+    U = np.linalg.svd(W @ np.stack(columns, 1), full_matrices=False)[0][:, :2]
+    return np.eye(d) - np.linalg.solve(W, U) @ (W @ U).T
+
+
+@pytest.mark.parametrize("metric", ["within", "marginal"])
+@pytest.mark.parametrize("n, d", [(400, 12), (60, 150)])  # more samples than units, fewer
+def test_the_low_rank_whitening_is_the_dense_one(metric, n, d):
+    Z, a, y = shortcut_data(n=n, d=d, seed=11)
+    Z *= np.random.default_rng(3).uniform(0.1, 3.0, d)  # unequal scales: W matters
+    eraser = fit_conditional_eraser(Z, a, y, metric=metric, rank=None)
+    assert eraser.rank == 2
+    np.testing.assert_allclose(np.eye(d) - eraser.left @ eraser.right.T,
+                               dense_map(Z, a, y, metric), atol=1e-9)
+
+
+@pytest.mark.parametrize("n, d", [(300, 20), (40, 500), (5, 2)])
+def test_the_gram_ledoit_wolf_shrinkage_is_scikit_learns(n, d):
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    from fairnoise.edits._eraser import _ledoit_wolf_shrinkage
+
+    X = np.random.default_rng(n).normal(size=(n, d)) * np.linspace(0.2, 2.0, d)
+    X -= X.mean(0)
+    assert _ledoit_wolf_shrinkage(X) == pytest.approx(
+        ledoit_wolf_shrinkage(X, assume_centered=True), rel=1e-10)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_dtype_is_kept_and_the_input_not_changed(dtype):
     Z, a, y = shortcut_data()

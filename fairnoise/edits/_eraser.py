@@ -48,7 +48,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.covariance import ledoit_wolf_shrinkage
 
 from ._arrays import freeze, real_copy
 
@@ -208,9 +207,9 @@ def fit_conditional_eraser(Z: Any, groups: Any, classes: Any = None, *,
     live = std > 1e-12 * max(std.max(), 1e-300)
     columns, resid = _cell_differences(Z[:, live], groups, classes)
     left = np.zeros((d, 0))
-    if columns.shape[1]:
-        W, W_inv, noise = _whitening(Z[:, live] - mean[live], resid, metric)
-        U, s, _ = np.linalg.svd(W @ columns, full_matrices=False)
+    if columns.shape[1] and live.any():  # with every unit dead, there is nothing to erase
+        cov, noise = _whitening(Z[:, live] - mean[live], resid, metric)
+        U, s, _ = np.linalg.svd(cov.power(-0.5, columns), full_matrices=False)  # W G
         keep = s > _RANK_TOL * max(s.max(), np.sqrt(noise), 1e-300)
         if rank == "auto":
             m = max(min(int(keep.sum()), _independent(groups, classes)), 1)
@@ -221,7 +220,7 @@ def fit_conditional_eraser(Z: Any, groups: Any, classes: Any = None, *,
             keep &= np.arange(len(s)) < rank
         U = U[:, keep]
         left, right = np.zeros((d, U.shape[1])), np.zeros((d, U.shape[1]))
-        left[live], right[live] = W_inv @ U, W @ U  # L = W⁻¹U, R = WU
+        left[live], right[live] = cov.power(0.5, U), cov.power(-0.5, U)  # L = W⁻¹U, R = WU
     else:
         right = left
     return ConditionalEraser(mean=mean, left=left, right=right)
@@ -288,25 +287,73 @@ def _cell_differences(Z: np.ndarray, groups: np.ndarray, classes: np.ndarray
             np.concatenate(resid) if resid else np.zeros((0, width)))
 
 
+@dataclass(frozen=True)
+class _Spectrum:
+    r"""A symmetric positive definite :math:`\Sigma_s = V \operatorname{diag}(\lambda) V^\top
+    + \lambda_\perp (I - V V^\top)`, with :math:`V` of shape (d, k) orthonormal.
+
+    Kept in this form, the whitening never needs a d × d matrix: for n samples in d > n
+    dimensions the covariance has rank at most n, and everything the eraser computes
+    costs :math:`O(n^2 d)` (a thin SVD of the data) instead of :math:`O(d^3)`.
+    """
+
+    basis: np.ndarray  # V, (d, k)
+    values: np.ndarray  # λ, (k,)
+    rest: float  # λ⊥, the eigenvalue on the complement of V's span (unused when k = d)
+
+    def power(self, p: float, X: np.ndarray) -> np.ndarray:
+        r""":math:`\Sigma_s^p X` for ``X`` of shape (d, q)."""
+        V = self.basis
+        inside = V.T @ X
+        out = V @ (self.values[:, None] ** p * inside)
+        if V.shape[1] < V.shape[0]:
+            out += self.rest**p * (X - V @ inside)
+        return out
+
+
 def _whitening(centred: np.ndarray, resid: np.ndarray, metric: str
-               ) -> tuple[np.ndarray, np.ndarray, float]:
-    r""":math:`W = \Sigma_s^{-1/2}`, :math:`W^{-1}` and the noise level
-    :math:`\operatorname{tr}(W \Sigma_w W)` of a column :math:`g_c` (within-cell
-    covariance :math:`\Sigma_w`)."""
+               ) -> tuple[_Spectrum, float]:
+    r"""The shrunk covariance :math:`\Sigma_s` (:math:`W = \Sigma_s^{-1/2}` is
+    ``power(-0.5, ...)``) and the noise level :math:`\operatorname{tr}(W \Sigma_w W)` of a
+    column :math:`g_c` (within-cell covariance :math:`\Sigma_w`)."""
     d = centred.shape[1]
+    identity = _Spectrum(np.zeros((d, 0)), np.zeros(0), 1.0)
     if metric == "euclidean":
-        return np.eye(d), np.eye(d), float(np.sum(resid**2) / max(len(resid), 1))
+        return identity, float(np.sum(resid**2) / max(len(resid), 1))
     base = resid if metric == "within" else centred
-    S = base.T @ base / len(base)
-    if not np.trace(S) > 0:  # no spread to whiten by: every row is its cell's mean
-        return np.eye(d), np.eye(d), 0.0
-    alpha = float(ledoit_wolf_shrinkage(base, assume_centered=True)) if d > 1 else 0.0
-    cov = (1 - alpha) * S + alpha * np.trace(S) / d * np.eye(d)  # Ledoit-Wolf
-    vals, vecs = np.linalg.eigh(cov)
-    vals = np.maximum(vals, 1e-10 * max(vals.max(), 1e-300))
-    W = (vecs / np.sqrt(vals)) @ vecs.T
-    W_inv = (vecs * np.sqrt(vals)) @ vecs.T
-    return W, W_inv, float(np.sum((resid @ W) ** 2) / max(len(resid), 1))
+    trace = float(np.sum(base**2)) / len(base)  # tr(S), S = baseᵀ base / n
+    if not trace > 0:  # no spread to whiten by: every row is its cell's mean
+        return identity, 0.0
+    alpha = _ledoit_wolf_shrinkage(base) if d > 1 else 0.0
+    # S = V diag(σ² / n) Vᵀ from the thin SVD of the data, then Ledoit-Wolf towards tr(S)/d
+    _, sv, vt = np.linalg.svd(base, full_matrices=False)
+    values = (1 - alpha) * sv**2 / len(base) + alpha * trace / d
+    rest = alpha * trace / d
+    largest = max(values.max(), rest if len(values) < d else 0.0)
+    floor = 1e-10 * max(largest, 1e-300)  # as good as singular: a tiny positive value
+    spectrum = _Spectrum(vt.T, np.maximum(values, floor), max(rest, floor))
+    white_resid = spectrum.power(-0.5, resid.T)  # W Σ_w W's trace from W residᵀ
+    return spectrum, float(np.sum(white_resid**2) / max(len(resid), 1))
+
+
+def _ledoit_wolf_shrinkage(X: np.ndarray) -> float:
+    r"""The Ledoit–Wolf (2004) shrinkage of the covariance :math:`S = X^\top X / n` of
+    centred rows ``X`` (n, d) towards :math:`\operatorname{tr}(S)/d \cdot I`.
+
+    The estimate of :func:`sklearn.covariance.ledoit_wolf_shrinkage`, computed from the
+    n × n Gram matrix instead of d × d products: :math:`\|S\|_F^2 = \|X X^\top\|_F^2 /
+    n^2` and :math:`\sum_{jk} (X^{\circ 2})^\top X^{\circ 2} = \sum_i \|x_i\|^4`, so it
+    costs :math:`O(n^2 d)`, not :math:`O(n d^2)`.
+    """
+    n, d = X.shape
+    gram = X @ X.T if n <= d else X.T @ X  # the same Frobenius norm either way
+    norms = np.einsum("ij,ij->i", X, X)  # ‖x_i‖²
+    trace = norms.sum() / n
+    mu = trace / d
+    frob = float(np.sum(gram**2)) / n**2  # ‖S‖²_F
+    delta = (frob - 2.0 * mu * trace + d * mu**2) / d  # ‖S − μI‖²_F / d
+    beta = min((float(np.sum(norms**2)) / n - frob) / (d * n), delta)
+    return 0.0 if beta == 0 else float(beta / delta)
 
 
 def _frozen_float64(value: Any, name: str) -> np.ndarray:

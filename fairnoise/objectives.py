@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._linalg import thin_svd
 from .probe import TorchProbe
 
 OBJECTIVES = ("neg_ce", "confusion", "mean_gap")
@@ -157,7 +158,7 @@ def within_cell_whitening(Z: np.ndarray, cell: np.ndarray,
         return Whitening(mean, np.zeros((d, 0)), np.zeros(0), 1.0, device)
     alpha = float(ledoit_wolf_shrinkage(resid, assume_centered=True))
     floor = max(alpha, 1e-3) * total / d  # the shrinkage target's share of every direction
-    _, sv, vt = np.linalg.svd(resid, full_matrices=False)
+    _, sv, vt = thin_svd(resid)
     eig = (1 - alpha) * sv**2 / n + floor
     keep = sv > 1e-10 * sv.max()
     return Whitening(mean, vt[keep].T, eig[keep] ** -0.5, floor**-0.5, device)

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from .._linalg import thin_svd
 from ._arrays import freeze, real_copy
 
 METRICS = ("within", "marginal", "euclidean")
@@ -209,7 +210,7 @@ def fit_conditional_eraser(Z: Any, groups: Any, classes: Any = None, *,
     left = np.zeros((d, 0))
     if columns.shape[1] and live.any():  # with every unit dead, there is nothing to erase
         cov, noise = _whitening(Z[:, live] - mean[live], resid, metric)
-        U, s, _ = np.linalg.svd(cov.power(-0.5, columns), full_matrices=False)  # W G
+        U, s, _ = thin_svd(cov.power(-0.5, columns))  # W G
         keep = s > _RANK_TOL * max(s.max(), np.sqrt(noise), 1e-300)
         if rank == "auto":
             m = max(min(int(keep.sum()), _independent(groups, classes)), 1)
@@ -326,7 +327,7 @@ def _whitening(centred: np.ndarray, resid: np.ndarray, metric: str
         return identity, 0.0
     alpha = _ledoit_wolf_shrinkage(base) if d > 1 else 0.0
     # S = V diag(σ² / n) Vᵀ from the thin SVD of the data, then Ledoit-Wolf towards tr(S)/d
-    _, sv, vt = np.linalg.svd(base, full_matrices=False)
+    _, sv, vt = thin_svd(base)
     values = (1 - alpha) * sv**2 / len(base) + alpha * trace / d
     rest = alpha * trace / d
     largest = max(values.max(), rest if len(values) < d else 0.0)

@@ -402,6 +402,11 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         must have been seen in the first call. After unpickling, the next call rebuilds the
         probe from its batch and continues the noise.
 
+        Nothing is held out of a stream, so the validation guard of :meth:`fit` does not
+        run: the edit is not judged against the identity and no ``NoSafeEditWarning``
+        comes. Check it on held-out data (:func:`fairnoise.metrics.leakage_auc`, the
+        equalized-odds gap) before relying on it.
+
         Parameters
         ----------
         X, y, sensitive_features

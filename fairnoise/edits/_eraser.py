@@ -328,8 +328,8 @@ def _whitening(centred: np.ndarray, resid: np.ndarray, metric: str
     alpha = _ledoit_wolf_shrinkage(base) if d > 1 else 0.0
     # S = V diag(σ² / n) Vᵀ from the thin SVD of the data, then Ledoit-Wolf towards tr(S)/d
     _, sv, vt = thin_svd(base)
-    values = (1 - alpha) * sv**2 / len(base) + alpha * trace / d
-    rest = alpha * trace / d
+    rest = alpha * trace / d  # the shrinkage target's share of every direction
+    values = (1 - alpha) * sv**2 / len(base) + rest
     largest = max(values.max(), rest if len(values) < d else 0.0)
     floor = 1e-10 * max(largest, 1e-300)  # as good as singular: a tiny positive value
     spectrum = _Spectrum(vt.T, np.maximum(values, floor), max(rest, floor))

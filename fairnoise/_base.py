@@ -37,6 +37,7 @@ from ._guard import (
     holdout_split,
     refusal_message,
 )
+from ._idle import collecting
 from ._inputs import RowSubset, chunk_rows, read_rows, validate_inputs
 from ._threads import blas_within_torch
 from .edits import EDITS, UPSAMPLINGS, FittedEdit, NoiseSpace, input_mean
@@ -268,38 +269,46 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             from .edits import fit_conditional_eraser
         judge = Judge(tr, va, a, ycode, self._seed,
                       fit_eraser=fit_conditional_eraser if erase else None)
-        candidates = []  # (input edit, eraser or None), one per row of the judge
+        # the verdicts are client work: deferred, they run while the search waits for its
+        # queries (GeZO with n_jobs), else when they are asked for; the same values either way
+        with collecting() as work:
+            def judge_edit(name: str, edit: FittedEdit, Z: np.ndarray, lam: float,
+                           into: list) -> None:
+                """The edit as it is and, when erasing, followed by the embedding eraser."""
+                for erased in (False, True)[: 1 + erase]:
+                    into.append((edit, work.defer(judge.evaluate, name, Z, erase=erased,
+                                                  lambda_reg=lam)))
 
-        def judge_edit(name: str, edit: FittedEdit, Z: np.ndarray, lam: float) -> None:
-            """The edit as it is and, when erasing, followed by the embedding eraser."""
-            for erased in (False, True)[: 1 + erase]:
-                candidates.append((edit, judge.add(name, Z, erase=erased, lambda_reg=lam)))
+            candidates: list = []  # (input edit, deferred verdict), one per row of the judge
+            identity = self._space.fitted(self._space.init_param(), self._fill)
+            judge_edit("identity", identity, Z0, np.nan, candidates)
+            last: list = []  # the standardisation: judged last, embedded before the search
+            if standardize:  # (it does not depend on the search)
+                from .edits import fit_standardization
 
-        identity = self._space.fitted(self._space.init_param(), self._fill)
-        judge_edit("identity", identity, Z0, np.nan)
-        curves, held_curves, X_tr, previous = [], [], RowSubset(X, tr), identity
-        path = self._lambda_path(validated=True)
-        for i, lam in enumerate(path):
-            # kept back for the guard: one pass per input-edit candidate still to judge
-            with self._holding_back(len(X) * (len(path) - i + standardize)):
-                self._optimise(X_tr, adversary, lambda_reg=lam, held_out=held_out,
-                               warm=i > 0)
-            curves.append(list(self.loss_curve_))
-            held_curves.append(self.__dict__.pop("_held_out_curve", []))
-            edit = self.edit_
-            if edit.is_identity or np.array_equal(edit.param, previous.param):
-                continue  # nothing new to judge
-            previous = edit
-            judge_edit(self._edit_name(), edit, self._embed(X, edit), lam)
-        if standardize:
-            from .edits import fit_standardization
-
-            std = dataclasses.replace(identity, standardization=fit_standardization(
-                self._iter_chunks(X)))
-            judge_edit("standardize", std, self._embed(X, std), np.nan)
+                std = dataclasses.replace(identity, standardization=fit_standardization(
+                    self._iter_chunks(X)))
+                judge_edit("standardize", std, self._embed(X, std), np.nan, last)
+            curves, held_curves, X_tr, previous = [], [], RowSubset(X, tr), identity
+            path = self._lambda_path(validated=True)
+            for i, lam in enumerate(path):
+                # kept back for the guard: one pass per input-edit candidate still to judge
+                with self._holding_back(len(X) * (len(path) - i)):
+                    self._optimise(X_tr, adversary, lambda_reg=lam, held_out=held_out,
+                                   warm=i > 0)
+                curves.append(list(self.loss_curve_))
+                held_curves.append(self.__dict__.pop("_held_out_curve", []))
+                edit = self.edit_
+                if edit.is_identity or np.array_equal(edit.param, previous.param):
+                    continue  # nothing new to judge
+                previous = edit
+                judge_edit(self._edit_name(), edit, self._embed(X, edit), lam, candidates)
+            candidates += last
+            verdicts = [verdict.result() for _, verdict in candidates]
+        judge.rows.extend(row for row, _ in verdicts)
         chosen = judge.choose(self.auc_tolerance, self.min_leakage_drop)
         self.validation_ = judge.table(chosen)
-        edit, eraser = candidates[chosen]
+        edit, eraser = candidates[chosen][0], verdicts[chosen][1]
         if eraser is not None:  # the eraser as validated: fitted on the training part
             edit = dataclasses.replace(edit, eraser=eraser)
         self.edit_ = edit

@@ -27,7 +27,7 @@ lowest leakage; if there is none, keep the identity and warn.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,19 +157,20 @@ class Judge:
         self.weights = balancing_weights(self.a[self.va], self.ycode[self.va])
 
     def _score(self, Z_probe_tr: np.ndarray, Z_head_tr: np.ndarray,
-               Z_va: np.ndarray) -> tuple[float, float]:
+               Z_va: np.ndarray) -> Generator[None, None, tuple[float, float]]:
         a, y, tr, va = self.a, self.ycode, self.tr, self.va
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # cells too small for the probe
             leak = leakage_auc(Z_probe_tr, a[tr], y=y[tr], Z_test=Z_va,
                                sensitive_features_test=a[va], y_test=y[va],
                                random_state=self.seed)
+        yield
         auc = _task_auc(Z_head_tr, y[tr], Z_va, y[va], self.weights, self.seed)
         # folded about chance: an AUC of 0.3 reads the group as well as 0.7 does (a
         # cross-fitted eraser can over-correct the fold it did not see, and invert it)
         return 0.5 + abs(float(leak) - 0.5), auc
 
-    def _cross_fitted(self, Z_tr: np.ndarray) -> np.ndarray:
+    def _cross_fitted(self, Z_tr: np.ndarray) -> Generator[None, None, np.ndarray]:
         """Each fold of the training part erased by an eraser fitted on the other folds."""
         a, y = self.a[self.tr], self.ycode[self.tr]
         rng = np.random.default_rng(self.seed)
@@ -183,24 +184,41 @@ class Judge:
             rest = fold != f
             eraser = self.fit_eraser(Z_tr[rest], a[rest], y[rest])
             out[~rest] = eraser.apply(Z_tr[~rest])
+            yield
         return out
 
-    def add(self, name: str, Z: np.ndarray, *, erase: bool = False, **info: Any) -> Any:
-        """Judge the candidate whose embeddings of every sample are ``Z``.
-
-        With ``erase``, the candidate is ``Z`` followed by an embedding eraser fitted on
-        the training part; that eraser is returned (else ``None``).
-        """
+    def evaluate(self, name: str, Z: np.ndarray, *, erase: bool = False,
+                 **info: Any) -> Generator[None, None, tuple[dict[str, Any], Any]]:
+        """The verdict on the candidate whose embeddings of every sample are ``Z``, in
+        steps: a generator that yields between its probe and eraser fits and returns
+        ``(row, eraser)`` (see :mod:`fairnoise._idle`). :meth:`add` runs it at once."""
         Z_tr, Z_va = Z[self.tr], Z[self.va]
         eraser = None
         if erase:
             eraser = self.fit_eraser(Z_tr, self.a[self.tr], self.ycode[self.tr])
-            leak, auc = self._score(self._cross_fitted(Z_tr), eraser.apply(Z_tr),
-                                    eraser.apply(Z_va))
+            yield
+            crossed = yield from self._cross_fitted(Z_tr)
+            leak, auc = yield from self._score(crossed, eraser.apply(Z_tr),
+                                               eraser.apply(Z_va))
         else:
-            leak, auc = self._score(Z_tr, Z_tr, Z_va)
-        self.rows.append({"candidate": name, **info, "erase": erase,
-                          "cond_leakage": leak, "task_auc": auc})
+            leak, auc = yield from self._score(Z_tr, Z_tr, Z_va)
+        return ({"candidate": name, **info, "erase": erase, "cond_leakage": leak,
+                 "task_auc": auc}, eraser)
+
+    def add(self, name: str, Z: np.ndarray, *, erase: bool = False, **info: Any) -> Any:
+        """Judge the candidate whose embeddings of every sample are ``Z``, at once.
+
+        With ``erase``, the candidate is ``Z`` followed by an embedding eraser fitted on
+        the training part; that eraser is returned (else ``None``).
+        """
+        steps = self.evaluate(name, Z, erase=erase, **info)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                row, eraser = stop.value
+                break
+        self.rows.append(row)
         return eraser
 
     def choose(self, auc_tolerance: float, min_leakage_drop: float) -> int:

@@ -142,7 +142,10 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         ``min_leakage_drop`` at a task-AUC cost of at most ``auc_tolerance`` is kept;
         when there is none the identity edit is returned with a
         :class:`~fairnoise.NoSafeEditWarning`. ``None`` or 0: no validation, one edit
-        learned on all the data (as without ``y``).
+        learned on all the data (as without ``y``). The guard costs one pass over the
+        inputs per input edit judged besides the identity: the standardised pass is sent
+        right after the clean one, before the search, and the searched edit's after it;
+        the search keeps back what the latter needs from ``max_queries``.
     auc_tolerance : float, default=0.01
         Largest loss of balanced validation task AUC a candidate may cost.
     min_leakage_drop : float, default=0.02
@@ -192,7 +195,10 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         same batch, at ``batch_size`` encoder images per loss.
     n_jobs : int or None, default=None
         Threads issuing independent queries concurrently (the points of an iteration,
-        and the batches of the probe's embedding). Results do not depend on it.
+        and the batches of the probe's embedding). While they are out, the calling thread
+        judges the guard's candidates that do not depend on the search (the unedited and
+        the standardised embeddings; see ``validation_fraction``). Results do not depend
+        on it.
     max_retries : int, default=3
         Retries of a call that failed with a transient error (see
         :attr:`CallableEncoder.transient_errors <fairnoise.encoders.CallableEncoder>`) or

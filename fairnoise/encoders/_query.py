@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .._idle import work_while_waiting
 from .._threads import per_worker, torch_threads
 from ..edits import FittedEdit
 from ._checks import check_embeddings
@@ -163,7 +164,8 @@ def _thread_map(task: Callable[[int], Any], n_tasks: int, n_jobs: int | None,
     running ones are waited for, and the exception propagates. With
     ``share_torch_threads``, each thread gets an equal share of the caller's torch
     intra-op threads (a task may run a local torch model), so threads × torch threads
-    stays within what the caller allowed; restored afterwards.
+    stays within what the caller allowed; restored afterwards. While it waits for the
+    threads, the calling thread runs its deferred client work (:mod:`fairnoise._idle`).
     """
     if n_jobs is None or n_jobs <= 1 or n_tasks <= 1:
         return [task(i) for i in range(n_tasks)]
@@ -172,6 +174,7 @@ def _thread_map(task: Callable[[int], Any], n_tasks: int, n_jobs: int | None,
             ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(task, i) for i in range(n_tasks)]
         try:
+            work_while_waiting(futures)  # the caller's deferred client work, if any
             return [f.result() for f in futures]
         except BaseException:
             for f in futures:

@@ -1,0 +1,139 @@
+"""fairnoise._idle: client work that runs while the caller waits for the encoder's calls."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_encoder, make_marker_images
+
+import fairnoise.encoders._query as query
+from fairnoise import GeZONoiseTransformer
+from fairnoise._guard import NoSafeEditWarning
+from fairnoise._idle import IdleWork, collecting, work_while_waiting
+from fairnoise.encoders import CallableEncoder
+
+
+def test_work_runs_in_order_in_the_waiting_thread_while_calls_are_in_flight():
+    log = []
+    with collecting() as work, ThreadPoolExecutor(2) as pool:
+        call = pool.submit(time.sleep, 0.3)
+        items = [work.defer(lambda i=i: log.append((i, threading.get_ident(), call.done())))
+                 for i in range(3)]
+        work_while_waiting([call])  # returns once the work is done: the call is still out
+        assert not work.pending and not call.done()
+    assert [i for i, _, _ in log] == [0, 1, 2]
+    assert {tid for _, tid, _ in log} == {threading.get_ident()}
+    assert not any(done for _, _, done in log)  # all of it while the call was in flight
+    assert [item.result() for item in items] == [None] * 3
+
+
+def test_a_generator_runs_one_step_per_turn_and_returns_its_value():
+    steps = []
+
+    def job(n):
+        for k in range(n):
+            steps.append(k)
+            yield
+        return n * 10
+
+    work = IdleWork()
+    item = work.defer(job, 3)
+    work.step()
+    assert steps == [0] and not item.done
+    assert item.result() == 30 and steps == [0, 1, 2]
+
+
+def test_nothing_runs_once_the_calls_are_back_and_result_runs_what_is_left():
+    ran = []
+    with collecting() as work, ThreadPoolExecutor(1) as pool:
+        call = pool.submit(lambda: None)
+        call.result()
+        first = work.defer(ran.append, 1)
+        second = work.defer(ran.append, 2)
+        work_while_waiting([call])
+        assert ran == []
+        second.result()  # runs what was deferred before it first
+        assert ran == [1, 2] and first.done
+
+
+def test_an_error_waits_for_its_result_and_does_not_stop_later_work():
+    def boom():
+        raise ValueError("from the deferred work")
+
+    ran = []
+    with collecting() as work, ThreadPoolExecutor(1) as pool:
+        call = pool.submit(time.sleep, 0.2)
+        failing = work.defer(boom)
+        later = work.defer(ran.append, "later")
+        work_while_waiting([call])  # does not raise the deferred work's error
+    assert ran == ["later"] and later.done
+    with pytest.raises(ValueError, match="from the deferred work"):
+        failing.result()
+
+
+def test_worker_threads_and_other_scopes_do_not_see_the_queue():
+    ran = []
+    with collecting() as work, ThreadPoolExecutor(1) as pool:
+        work.defer(ran.append, "main")
+        slow = [pool.submit(time.sleep, 0.05)]
+        # a worker waiting on calls of its own must not run the caller's work
+        pool.submit(work_while_waiting, slow).result()
+        assert ran == [] and work.pending
+    work_while_waiting(slow)  # outside the scope: nothing to run
+    assert ran == []
+
+
+class SlowAPI:
+    def __init__(self, latency: float) -> None:
+        self.encoder, self.latency = make_encoder(), latency
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(self.latency)
+        with torch.no_grad():
+            return self.encoder(torch.as_tensor(batch)).numpy()
+
+
+def test_a_guarded_threaded_fit_judges_while_it_waits_and_equals_the_serial_fit(monkeypatch):
+    X, y, a = make_marker_images(n=240)
+    steps = {"in wait": 0, "all": 0}
+    inside = threading.Event()
+    wait, step = query.work_while_waiting, IdleWork.step
+
+    def watched_wait(futures):
+        inside.set()
+        try:
+            wait(futures)
+        finally:
+            inside.clear()
+
+    def counted_step(self):
+        steps["all"] += 1
+        steps["in wait"] += inside.is_set()
+        step(self)
+
+    monkeypatch.setattr(query, "work_while_waiting", watched_wait)
+    monkeypatch.setattr(IdleWork, "step", counted_step)
+    fits, counts = [], []
+    for n_jobs in (None, 4):
+        steps.update({"in wait": 0, "all": 0})
+        t = GeZONoiseTransformer(CallableEncoder(SlowAPI(0.01), batch_size=64), max_epochs=2,
+                                 batch_size=64, n_directions=2, n_jobs=n_jobs, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoSafeEditWarning)
+            fits.append(t.fit(X, y, sensitive_features=a))
+        counts.append(dict(steps))
+    serial, threaded = fits
+    assert counts[0]["in wait"] == 0 < counts[0]["all"]  # serial: judged when asked for
+    assert counts[1]["in wait"] > 0  # threaded: judged while calls were in flight
+    assert counts[0]["all"] == counts[1]["all"]  # the same work, only at other times
+    assert serial.validation_.equals(threaded.validation_)
+    np.testing.assert_array_equal(serial.transform(X), threaded.transform(X))
+    assert serial.n_queries_ == threaded.n_queries_
+    names = list(serial.validation_["candidate"])
+    assert names[:2] == ["identity", "identity"] and names[-1] == "standardize"

@@ -270,7 +270,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         judge = Judge(tr, va, a, ycode, self._seed,
                       fit_eraser=fit_conditional_eraser if erase else None)
         # the verdicts are client work: deferred, they run while the search waits for its
-        # queries (GeZO with n_jobs), else when they are asked for; the same values either way
+        # queries (GeZO with n_jobs), else before it; the same values either way
         with collecting() as work:
             def judge_edit(name: str, edit: FittedEdit, Z: np.ndarray, lam: float,
                            into: list) -> None:
@@ -289,6 +289,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                 std = dataclasses.replace(identity, standardization=fit_standardization(
                     self._iter_chunks(X)))
                 judge_edit("standardize", std, self._embed(X, std), np.nan, last)
+            if not self._judges_while_querying():
+                work.drain()  # no calls to wait for: judged now, a failure costs no search
             curves, held_curves, X_tr, previous = [], [], RowSubset(X, tr), identity
             path = self._lambda_path(validated=True)
             for i, lam in enumerate(path):
@@ -320,6 +322,11 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             warnings.warn(refusal_message(type(self).__name__, self.validation_,
                                           self.auc_tolerance, self.min_leakage_drop),
                           NoSafeEditWarning, stacklevel=3)
+
+    def _judges_while_querying(self) -> bool:
+        """Whether the search waits on concurrent encoder calls, which the guard's
+        verdicts can fill (else they run before the search)."""
+        return False
 
     def _clean_start(self, X: Any, a: np.ndarray, ycode: np.ndarray,
                      tr: np.ndarray) -> tuple[np.ndarray, Adversary]:

@@ -6,7 +6,7 @@ thread only waits for them; work deferred here runs in that thread during such w
 step at a time and in the order it was deferred, and whatever is left runs when its
 result is asked for. Everything runs in the thread that deferred it, so the values, their
 order and the warnings filters are those of running it at once: only the wall time
-changes. Serial fits (no waiting on threads) run it all when the results are asked for.
+changes. Work that fails stops the fit at the next wait.
 
 Work is a callable or a generator function: a generator yields between its steps, so
 that a waiting thread returns to its calls after one step (tens of milliseconds) rather
@@ -19,7 +19,7 @@ import contextlib
 import inspect
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from contextvars import ContextVar
 from typing import Any
 
@@ -69,6 +69,8 @@ class IdleWork:
 
     def __init__(self) -> None:
         self._queue: deque[Deferred] = deque()
+        #: the first error a piece of work raised, if any
+        self.failure: BaseException | None = None
 
     def defer(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Deferred:
         item = Deferred(self, fn, args, kwargs)
@@ -85,14 +87,19 @@ class IdleWork:
         item.step()
         if item.done:
             self._queue.popleft()
+            if item._error is not None and self.failure is None:
+                self.failure = item._error
 
     def run_until(self, item: Deferred) -> None:
         while not item.done:
             self.step()
 
     def drain(self) -> None:
-        while self._queue:
+        """Run all the work now; the first failure is raised (the rest is not run)."""
+        while self._queue and self.failure is None:
             self.step()
+        if self.failure is not None:
+            raise self.failure
 
 
 _current: ContextVar[IdleWork | None] = ContextVar("fairnoise_idle_work", default=None)
@@ -113,11 +120,17 @@ def collecting() -> Iterator[IdleWork]:
 def work_while_waiting(futures: Iterable[Future]) -> None:
     """Until every future is done, run steps of this thread's deferred work, if any.
 
-    Worker threads start with an empty context, so they never run the caller's work.
+    When a piece of work has failed, its error is raised here once the futures are done
+    (what is in flight is paid for and lands first): the fit fails now, as it would when
+    the result is asked for, without spending more queries. Worker threads start with an
+    empty context, so they never run the caller's work.
     """
     work = _current.get()
     if work is None:
         return
     futures = list(futures)
-    while work.pending and not all(f.done() for f in futures):
+    while work.pending and work.failure is None and not all(f.done() for f in futures):
         work.step()
+    if work.failure is not None:
+        wait(futures)
+        raise work.failure

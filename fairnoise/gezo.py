@@ -505,6 +505,9 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         super()._store_identity(X)
         self.search_state_ = None  # nothing to continue: a warm start begins a new search
 
+    def _judges_while_querying(self) -> bool:
+        return self._encoder is not None and self.n_jobs is not None and self.n_jobs > 1
+
     def _continuing(self) -> bool:
         return self.warm_start and getattr(self, "search_state_", None) is not None
 

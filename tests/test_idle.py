@@ -62,21 +62,6 @@ def test_nothing_runs_once_the_calls_are_back_and_result_runs_what_is_left():
         assert ran == [1, 2] and first.done
 
 
-def test_an_error_waits_for_its_result_and_does_not_stop_later_work():
-    def boom():
-        raise ValueError("from the deferred work")
-
-    ran = []
-    with collecting() as work, ThreadPoolExecutor(1) as pool:
-        call = pool.submit(time.sleep, 0.2)
-        failing = work.defer(boom)
-        later = work.defer(ran.append, "later")
-        work_while_waiting([call])  # does not raise the deferred work's error
-    assert ran == ["later"] and later.done
-    with pytest.raises(ValueError, match="from the deferred work"):
-        failing.result()
-
-
 def test_worker_threads_and_other_scopes_do_not_see_the_queue():
     ran = []
     with collecting() as work, ThreadPoolExecutor(1) as pool:
@@ -137,3 +122,39 @@ def test_a_guarded_threaded_fit_judges_while_it_waits_and_equals_the_serial_fit(
     assert serial.n_queries_ == threaded.n_queries_
     names = list(serial.validation_["candidate"])
     assert names[:2] == ["identity", "identity"] and names[-1] == "standardize"
+
+
+def test_a_failure_is_raised_at_the_next_wait_once_the_calls_have_landed():
+    def boom():
+        raise ValueError("from the deferred work")
+
+    ran = []
+    with collecting() as work, ThreadPoolExecutor(2) as pool:
+        work.defer(boom)
+        work.defer(ran.append, "after the failure")
+        calls = [pool.submit(time.sleep, 0.1) for _ in range(2)]
+        with pytest.raises(ValueError, match="from the deferred work"):
+            work_while_waiting(calls)
+        assert all(call.done() for call in calls)  # what was in flight landed first
+        with pytest.raises(ValueError, match="from the deferred work"):
+            work.drain()
+    assert ran == []  # nothing more runs once something failed
+
+
+@pytest.mark.parametrize("n_jobs", [None, 4])
+def test_a_failing_verdict_stops_a_guarded_fit_before_the_search_spends_the_budget(
+        monkeypatch, n_jobs):
+    import fairnoise._guard as guard
+
+    def broken(self, name, Z, **kw):
+        raise RuntimeError("the guard's probe broke")
+        yield  # a generator, as the real verdict is
+
+    monkeypatch.setattr(guard.Judge, "evaluate", broken)
+    X, y, a = make_marker_images(n=240)
+    t = GeZONoiseTransformer(CallableEncoder(SlowAPI(0.002), batch_size=64), max_epochs=10,
+                             batch_size=64, n_directions=2, n_jobs=n_jobs, random_state=0)
+    with pytest.raises(RuntimeError, match="the guard's probe broke"):
+        t.fit(X, y, sensitive_features=a)
+    # the clean and the standardised passes, and at most one search iteration (6 losses)
+    assert t.n_queries_ <= 2 * len(X) + 6 * 64

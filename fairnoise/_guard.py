@@ -39,6 +39,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ._idle import IdleWork
 from .metrics import leakage_auc
 
 __all__ = ["NoSafeEditWarning", "holdout_split", "balancing_weights", "Judge"]
@@ -211,13 +212,7 @@ class Judge:
         With ``erase``, the candidate is ``Z`` followed by an embedding eraser fitted on
         the training part; that eraser is returned (else ``None``).
         """
-        steps = self.evaluate(name, Z, erase=erase, **info)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as stop:
-                row, eraser = stop.value
-                break
+        row, eraser = IdleWork().defer(self.evaluate, name, Z, erase=erase, **info).result()
         self.rows.append(row)
         return eraser
 

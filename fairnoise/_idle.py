@@ -53,7 +53,7 @@ class Deferred:
             next(self._steps)
         except StopIteration as stop:
             self._value = stop.value
-        except Exception as exc:  # kept for result(): a wait must not raise someone else's error
+        except Exception as exc:  # kept: raised at the next wait, by drain() or by result()
             self._error = exc
 
     def result(self) -> Any:
@@ -107,8 +107,9 @@ _current: ContextVar[IdleWork | None] = ContextVar("fairnoise_idle_work", defaul
 
 @contextlib.contextmanager
 def collecting() -> Iterator[IdleWork]:
-    """A queue that waits in this thread (and only this one) work through; the work not
-    run when the scope ends is left to :meth:`Deferred.result`."""
+    """A queue of deferred work that this thread (and only this one) runs while it waits
+    for concurrent calls; what has not run when the scope ends is left to
+    :meth:`Deferred.result`."""
     work = IdleWork()
     token = _current.set(work)
     try:

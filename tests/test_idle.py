@@ -114,7 +114,7 @@ def test_a_guarded_threaded_fit_judges_while_it_waits_and_equals_the_serial_fit(
             fits.append(t.fit(X, y, sensitive_features=a))
         counts.append(dict(steps))
     serial, threaded = fits
-    assert counts[0]["in wait"] == 0 < counts[0]["all"]  # serial: judged when asked for
+    assert counts[0]["in wait"] == 0 < counts[0]["all"]  # serial: judged before the search
     assert counts[1]["in wait"] > 0  # threaded: judged while calls were in flight
     assert counts[0]["all"] == counts[1]["all"]  # the same work, only at other times
     assert serial.validation_.equals(threaded.validation_)

@@ -26,20 +26,19 @@ lowest leakage; if there is none, keep the identity and warn.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ._idle import IdleWork
+from ._quiet import SKLEARN_CONVERGENCE, ignoring
 from .metrics import leakage_auc
 
 __all__ = ["NoSafeEditWarning", "holdout_split", "balancing_weights", "Judge"]
@@ -54,6 +53,8 @@ LAMBDA_UNVALIDATED = 0.1
 MIN_VALIDATION, MIN_PER_CELL = 20, 2
 #: folds of the cross-fitted embeddings a leakage probe is trained on (embedding erasers)
 CROSS_FIT_FOLDS = 3
+#: leakage_auc's notice of a class of y it leaves out (a judge expects it on thin cells)
+THIN_CLASS = (UserWarning, r"Class y=.* is skipped in the conditional leakage", "")
 
 
 class NoSafeEditWarning(UserWarning):
@@ -116,8 +117,7 @@ def balancing_weights(a: np.ndarray, ycode: np.ndarray) -> np.ndarray:
 def _task_auc(Z_tr, y_tr, Z_va, y_va, weights, seed) -> float:
     """Balanced ROC AUC of a quick head on ``y`` (one-vs-rest, macro, for more classes)."""
     head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, random_state=seed))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    with ignoring(SKLEARN_CONVERGENCE):
         head.fit(Z_tr, y_tr)
     scores = head.predict_proba(Z_va)
     present = np.unique(y_va)
@@ -160,8 +160,7 @@ class Judge:
     def _score(self, Z_probe_tr: np.ndarray, Z_head_tr: np.ndarray,
                Z_va: np.ndarray) -> Generator[None, None, tuple[float, float]]:
         a, y, tr, va = self.a, self.ycode, self.tr, self.va
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # cells too small for the probe
+        with ignoring(THIN_CLASS):  # a class too thin for the probe is left out
             leak = leakage_auc(Z_probe_tr, a[tr], y=y[tr], Z_test=Z_va,
                                sensitive_features_test=a[va], y_test=y[va],
                                random_state=self.seed)

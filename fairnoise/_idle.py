@@ -4,9 +4,11 @@ A guarded fit judges its candidates with probes and erasers fitted on the client
 work that needs no encoder. While GeZO's queries run on ``n_jobs`` threads the calling
 thread only waits for them; work deferred here runs in that thread during such waits, one
 step at a time and in the order it was deferred, and whatever is left runs when its
-result is asked for. Everything runs in the thread that deferred it, so the values, their
-order and the warnings filters are those of running it at once: only the wall time
-changes. Work that fails stops the fit at the next wait.
+result is asked for. Everything runs in the thread that deferred it, so the values and
+their order are those of running it at once: only the wall time changes. Work that fails
+stops the fit at the next wait. Work that silences warnings must do so with
+:func:`fairnoise._quiet.ignoring`, not :class:`warnings.catch_warnings`: the query threads
+running the user's encoder meanwhile share the process-wide filters.
 
 Work is a callable or a generator function: a generator yields between its steps, so
 that a waiting thread returns to its calls after one step (tens of milliseconds) rather

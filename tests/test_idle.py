@@ -158,3 +158,31 @@ def test_a_failing_verdict_stops_a_guarded_fit_before_the_search_spends_the_budg
         t.fit(X, y, sensitive_features=a)
     # the clean and the standardised passes, and at most one search iteration (6 losses)
     assert t.n_queries_ <= 2 * len(X) + 6 * 64
+
+
+class WarningAPI(SlowAPI):
+    """A slow API whose every call warns (as a user's encoder code may)."""
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        out = super().__call__(batch)  # the warning comes after the wait, while the
+        warnings.warn("from the user's encoder", UserWarning, stacklevel=1)  # fit may judge
+        return out
+
+
+@pytest.mark.parametrize("n_jobs", [None, 4])
+def test_the_guard_judging_during_the_calls_hides_none_of_the_encoders_warnings(n_jobs):
+    # the verdicts silence their probes' expected warnings while the query threads run
+    # the user's encoder: that must not silence the encoder's own (it used to, with a
+    # catch_warnings in the waiting thread: about one call in five went unreported)
+    X, y, a = make_marker_images(n=240)
+    api = WarningAPI(0.01)
+    calls = []
+    encoder = CallableEncoder(lambda b: calls.append(len(b)) or api(b), batch_size=64)
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        GeZONoiseTransformer(encoder, max_epochs=2, batch_size=64, n_directions=2,
+                             n_jobs=n_jobs, random_state=0).fit(X, y, sensitive_features=a)
+    from_encoder = [w for w in seen if str(w.message) == "from the user's encoder"]
+    assert len(calls) > 20 and len(from_encoder) == len(calls)
+    assert warnings.filters == before

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -22,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_array, check_random_state
 
 from .._groups import check_groups, plain
+from .._quiet import SKLEARN_CONVERGENCE, ignoring
 from ._ranking import binary_auc
 from ._validation import RandomState, check_1d
 
@@ -67,10 +67,9 @@ def _make_probe(probe, seed: int):
 def _probe_auc(probe, seed, Z_train, a_train, Z_test, a_test) -> float:
     """Fit a fresh probe on the train part; macro one-vs-rest AUC on the test part."""
     estimator = _make_probe(probe, seed)
-    with warnings.catch_warnings():
-        if isinstance(probe, str):
-            # The built-in probes have a fixed training budget; hitting it is expected.
-            warnings.simplefilter("ignore", ConvergenceWarning)
+    # The built-in probes have a fixed training budget; hitting it is expected.
+    expected = (SKLEARN_CONVERGENCE,) if isinstance(probe, str) else ()
+    with ignoring(*expected):
         estimator.fit(Z_train, a_train)
     classes = estimator.classes_
     if hasattr(estimator, "predict_proba"):

@@ -12,7 +12,8 @@ a list that keeps the scope's filters for good.
 from its own probes (scikit-learn's :class:`~sklearn.exceptions.ConvergenceWarning`, or one
 message), and they are added to the current list in place and taken out again one by one,
 from whichever list is current when the scope ends and from the one they went into: no
-list is swapped, none is put back, and whatever else is in the list stays as it is.
+list is swapped, none is put back, and whatever else is in the list stays as it is, down
+to which of the user's "default" warnings count as already shown.
 """
 
 from __future__ import annotations
@@ -61,10 +62,15 @@ def ignoring(*specs: tuple[type[Warning], str, str]) -> Iterator[None]:
         for category, message, module in specs:
             item = ("ignore", re.compile(_TAG + message, re.I), category,
                     re.compile(module) if module else None, 0)
-            if item in warnings.filters:
+            into = warnings.filters
+            if item in into:
                 continue  # an enclosing scope's: it takes it out
-            warnings.filterwarnings("ignore", _TAG + message, category, module)
-            added.append((item, warnings.filters))
+            # inserted as it is, not with filterwarnings: that would also clear every
+            # module's record of the warnings already shown, so that each "default"
+            # warning of the user's would be shown again. An "ignore" filter needs no
+            # clearing: a warning already shown once is not shown again anyway.
+            into.insert(0, item)
+            added.append((item, into))
         yield
     finally:
         for item, into in added:

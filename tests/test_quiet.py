@@ -76,3 +76,17 @@ def test_another_threads_catch_warnings_in_between_keeps_nothing_of_the_scope(or
         else:
             scopes[event].__enter__()
     assert warnings.filters == before
+
+
+def test_a_default_warning_already_shown_is_not_shown_again_after_the_scope():
+    # filterwarnings (and catch_warnings) would clear the record of what was shown
+    def notice():
+        warnings.warn("a user's notice", UserWarning, stacklevel=1)
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        notice()
+        with ignoring(EXPECTED):
+            notice()
+        notice()
+    assert messages(seen) == ["a user's notice"]

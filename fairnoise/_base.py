@@ -185,7 +185,9 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             batches), torch tensors, or a pandas DataFrame of features.
         y : array-like of shape (n_samples,), default=None
             Task labels. Optional; with ``conditional=True`` they make the adversary
-            class-conditional (hide the group information beyond what ``y`` explains).
+            class-conditional (hide the group information beyond what ``y`` explains),
+            and the validation guard judges each candidate by its task AUC on them, so a
+            guarded fit needs at least two classes.
         sensitive_features : array-like of shape (n_samples,) or (n_samples, n_attributes)
             Group labels of any hashable type; several columns are combined into their
             intersection. Without them no edit is learned and a warning says how to pass them.
@@ -248,6 +250,14 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         fraction = self.validation_fraction
         if not fraction or not has_y or not self.conditional:
             return None
+        if ycode.max() == 0:
+            raise ValueError(
+                f"y holds a single class ({plain(self._y_classes[0])!r}), and the validation "
+                "guard judges every candidate edit by the task AUC a fresh head reaches on y, "
+                "which needs at least two classes. Pass y with at least two classes, "
+                "y=None (no class-conditional adversary, no guard) or "
+                "validation_fraction=None (no guard)."
+            )
         split = holdout_split(a, ycode, fraction, self._seed)
         if split is None:
             warnings.warn(

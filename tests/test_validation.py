@@ -196,3 +196,16 @@ def test_transform_before_fit():
 
     with pytest.raises(NotFittedError):
         DebiasedNoiseTransformer().transform(np.zeros((2, 3)))
+
+
+def test_a_single_class_of_y_is_refused_where_the_guard_needs_two(images, encoder):
+    X, _, a = images
+    y = np.full(len(X), "healthy")
+    with pytest.raises(ValueError, match=r"y holds a single class \('healthy'\).* task AUC"):
+        fit(X, y, a, encoder=encoder, validation_fraction=0.2)
+    from fairnoise import GeZONoiseTransformer
+
+    with pytest.raises(ValueError, match=r"single class .*validation_fraction=None"):
+        GeZONoiseTransformer(CallableEncoder(lambda b: b.reshape(len(b), -1)[:, :8]),
+                             max_queries=2000).fit(X, y, sensitive_features=a)
+    fit(X, y, a, encoder=encoder)  # unguarded: the one class is the marginal adversary

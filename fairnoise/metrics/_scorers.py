@@ -16,10 +16,16 @@ import numpy as np
 from sklearn import config_context, get_config
 from sklearn.metrics import make_scorer
 
-from .._groups import check_groups
+from .._groups import check_groups, plain
 from ._ranking import auc_gap, binary_auc, worst_group_auc
 from ._rates import equal_opportunity_difference, equalized_odds_difference
-from ._validation import check_binary, check_sample_weight, check_scores, check_threshold
+from ._validation import (
+    check_1d,
+    check_binary,
+    check_sample_weight,
+    check_scores,
+    check_threshold,
+)
 
 _RESPONSE_METHODS = ("predict_proba", "decision_function", "predict")
 
@@ -72,18 +78,47 @@ def _not_routed(scorer_name: str) -> SensitiveFeaturesNotRoutedError:
     )
 
 
+def _positive(y_true, pos_label, scorer_name: str) -> tuple[np.ndarray, object]:
+    """``y_true`` as 0/1 (1: the positive class), and the positive class's label.
+
+    Without ``pos_label``: 0/1 labels are kept, and of two other labels the larger is the
+    positive one, as scikit-learn's classifiers order ``classes_`` and as its scorers take
+    the response of ``classes_[-1]``.
+    """
+    y = check_1d(y_true, "y_true")
+    if pos_label is not None:
+        return (y == pos_label).astype(np.int64), pos_label
+    if y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all():
+        return y, 1
+    labels = np.unique(y)
+    if labels.size == 2:
+        return (y == labels[1]).astype(np.int64), labels[1]
+    shown = ", ".join(repr(plain(v)) for v in labels[:5]) + (", ..." if labels.size > 5 else "")
+    raise ValueError(
+        f"y_true holds the labels {shown}, so {scorer_name} cannot tell which is the "
+        "positive class (0/1 labels need nothing, and of two others the larger is taken). "
+        "Name it: make_fairness_scorer(..., pos_label=...) or "
+        "make_utility_fairness_scorer(..., pos_label=...), as the estimator's classes_ "
+        "spell it."
+    )
+
+
 class _MetricOnResponse:
     """Score function: threshold the estimator's response, then apply a group metric."""
 
-    def __init__(self, metric: Callable):
+    def __init__(self, metric: Callable, labels: bool = False):
         self.metric = metric
+        self.labels = labels  # the response is predicted labels ("predict")
         self.__name__ = getattr(metric, "__name__", type(metric).__name__)
 
     def __call__(self, y_true, y_score, *, sensitive_features=None, threshold=None,
-                 sample_weight=None):
+                 sample_weight=None, pos_label=None):
         if sensitive_features is None:
             raise _not_routed(self.__name__)
-        if threshold is not None:
+        y_true, positive = _positive(y_true, pos_label, self.__name__)
+        if self.labels:
+            y_score = (check_1d(y_score, "y_pred") == positive).astype(np.int64)
+        elif threshold is not None:
             y_score = (np.asarray(y_score) >= threshold).astype(np.int64)
         weight = {} if sample_weight is None else {"sample_weight": sample_weight}
         return self.metric(y_true, y_score, sensitive_features=sensitive_features, **weight)
@@ -97,10 +132,10 @@ class _UtilityMinusUnfairness:
         self.__name__ = f"roc_auc_minus_alpha_{getattr(metric, '__name__', 'metric')}"
 
     def __call__(self, y_true, y_score, *, sensitive_features=None, alpha, threshold,
-                 sample_weight=None):
+                 sample_weight=None, pos_label=None):
         if sensitive_features is None:
             raise _not_routed(self.__name__)
-        y_true = check_binary(y_true, "y_true")
+        y_true = check_binary(_positive(y_true, pos_label, self.__name__)[0], "y_true")
         y_score = check_scores(y_score, "y_score", y_true.shape[0])
         groups = check_groups(sensitive_features, y_true.shape[0], against="y_true")
         weights = check_sample_weight(sample_weight, groups)
@@ -129,6 +164,7 @@ def make_fairness_scorer(
     greater_is_better: bool = False,
     response_method: str = "predict_proba",
     threshold: float | None = 0.5,
+    pos_label: object = None,
 ):
     """Make a scikit-learn scorer from a group metric, requesting ``sensitive_features``.
 
@@ -160,6 +196,12 @@ def make_fairness_scorer(
         rate metrics on probabilities (use 0.0 with ``"decision_function"``). None passes
         the response unchanged: for score metrics such as :func:`auc_gap`, and required
         with ``response_method="predict"``.
+    pos_label : label, default=None
+        The positive class, as the estimator's ``classes_`` spell it (``"malignant"``):
+        its response is scored and the metric sees ``y == pos_label`` as 1. None: 0/1
+        labels as they are, and of two other labels the larger one (``classes_[-1]``,
+        scikit-learn's default), so string labels work without it when every fold holds
+        both classes.
 
     Returns
     -------
@@ -193,8 +235,10 @@ def make_fairness_scorer(
             "threshold must be None with response_method='predict': predictions are already labels."
         )
     kwargs = {} if threshold is None else {"threshold": threshold}
+    if pos_label is not None:  # scikit-learn then scores the response of this class
+        kwargs["pos_label"] = pos_label
     scorer = make_scorer(
-        _MetricOnResponse(metric),
+        _MetricOnResponse(metric, labels=response_method == "predict"),
         response_method=response_method,
         greater_is_better=greater_is_better,
         **kwargs,
@@ -208,6 +252,7 @@ def make_utility_fairness_scorer(
     metric: Callable = equalized_odds_difference,
     response_method: str = "predict_proba",
     threshold: float = 0.5,
+    pos_label: object = None,
 ):
     """Make a scorer of ``ROC AUC - alpha * metric`` for model selection (refit).
 
@@ -224,6 +269,8 @@ def make_utility_fairness_scorer(
         Estimator method giving continuous scores.
     threshold : float, default=0.5
         Decision threshold for the fairness term.
+    pos_label : label, default=None
+        The positive class, as in :func:`make_fairness_scorer`.
 
     Returns
     -------
@@ -252,6 +299,7 @@ response_method='predict_proba', alpha=0.5, threshold=0.5)
         response_method=response_method,
         alpha=alpha,
         threshold=threshold,
+        **({} if pos_label is None else {"pos_label": pos_label}),
     )
     return _request_sensitive_features(scorer)
 

@@ -205,3 +205,53 @@ def test_scorer_factories_validate_arguments():
         fm.make_fairness_scorer(fm.equalized_odds_difference, threshold="high")
     with pytest.raises(ValueError, match="AUC needs scores"):
         fm.make_utility_fairness_scorer(response_method="predict")
+
+
+def _named(y):
+    return np.array(["benign", "malignant"])[y]
+
+
+@pytest.mark.parametrize("scorer", [*READY_MADE, fm.make_utility_fairness_scorer(alpha=0.5)])
+def test_string_labels_score_as_their_zero_one_codes(scorer):
+    # scikit-learn's convention: of two labels the larger is classes_[-1], the positive
+    X, y, a = _scorer_data()
+    coded, named = LogisticRegression().fit(X, y), LogisticRegression().fit(X, _named(y))
+    with sklearn.config_context(enable_metadata_routing=True):
+        assert scorer(named, X, _named(y), sensitive_features=a) == pytest.approx(
+            scorer(coded, X, y, sensitive_features=a), abs=1e-12)
+
+
+def test_pos_label_names_the_positive_class_and_its_response_is_scored():
+    X, y, a = _scorer_data()
+    clf = LogisticRegression().fit(X, _named(y))
+    scorer = fm.make_fairness_scorer(fm.equalized_odds_difference, pos_label="benign")
+    assert repr(scorer).endswith("threshold=0.5, pos_label=benign)")  # scikit-learn's repr
+    benign = clf.predict_proba(X)[:, 0] >= 0.5
+    expected = -fm.equalized_odds_difference(1 - y, benign.astype(int), sensitive_features=a)
+    utility = fm.make_utility_fairness_scorer(alpha=1.0, pos_label="benign")
+    with sklearn.config_context(enable_metadata_routing=True):
+        assert scorer(clf, X, _named(y), sensitive_features=a) == expected
+        assert utility(clf, X, _named(y), sensitive_features=a) == pytest.approx(
+            roc_auc_score(1 - y, clf.predict_proba(X)[:, 0]) + expected, abs=1e-12)
+
+
+def test_predicted_string_labels_are_compared_with_the_positive_class():
+    X, y, a = _scorer_data()
+    clf = LogisticRegression().fit(X, _named(y))
+    scorer = fm.make_fairness_scorer(fm.demographic_parity_difference,
+                                     response_method="predict", threshold=None)
+    predicted = (clf.predict(X) == "malignant").astype(int)
+    with sklearn.config_context(enable_metadata_routing=True):
+        assert scorer(clf, X, _named(y), sensitive_features=a) == (
+            -fm.demographic_parity_difference(y, predicted, sensitive_features=a))
+
+
+def test_labels_without_a_clear_positive_class_ask_for_pos_label():
+    X, y, a = _scorer_data()
+    clf = LogisticRegression().fit(X, _named(y))
+    one_class = np.full(len(y), "benign")  # a fold with only one of the two labels
+    with sklearn.config_context(enable_metadata_routing=True):
+        with pytest.raises(ValueError, match=r"labels 'benign'.*pos_label="):
+            fm.equalized_odds_scorer(clf, X, one_class, sensitive_features=a)
+        named = fm.make_fairness_scorer(fm.equalized_odds_difference, pos_label="malignant")
+        assert np.isfinite(named(clf, X, one_class, sensitive_features=a))

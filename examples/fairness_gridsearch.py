@@ -57,7 +57,7 @@ def main(quick: bool = False, plot: str | None = None) -> GridSearchCV:
         ("scale", StandardScaler()),
         ("clf", LogisticRegression(max_iter=2000)),
     ])
-    default_lambda = DebiasedNoiseTransformer().lambda_reg  # 0.1, in both grids
+    default_lambda = DebiasedNoiseTransformer().lambda_reg  # "auto", in both grids
     grid = {"noise__lambda_reg": [default_lambda, 1.0] if quick else
             [0.01, 0.03, default_lambda, 0.3, 1.0]}
     scoring = {

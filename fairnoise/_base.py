@@ -32,6 +32,8 @@ from ._groups import encode_groups, plain
 from ._guard import (
     LAMBDA_PATHS,
     LAMBDA_UNVALIDATED,
+    MIN_PER_CELL,
+    MIN_VALIDATION,
     Judge,
     NoSafeEditWarning,
     holdout_split,
@@ -262,7 +264,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         if split is None:
             warnings.warn(
                 f"validation_fraction={fraction:g} leaves too few samples per group and "
-                "class to judge the edit (at least 2 per cell and 20 in all are needed), so "
+                f"class to judge the edit (it needs {MIN_VALIDATION} validation samples in "
+                f"all, and in every class two groups with at least {MIN_PER_CELL} each), so "
                 f"{type(self).__name__} learns one edit on all the data without checking it "
                 "against the identity. Pass more data, a larger validation_fraction, or "
                 "validation_fraction=None to silence this.", UserWarning, stacklevel=3)

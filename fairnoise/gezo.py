@@ -606,6 +606,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         bar = tqdm(total=planned, initial=self.n_iter_, desc="GeZO search",
                    disable=not self.verbose, leave=False)
         self._theta = theta
+        start = np.array(theta, copy=True)
 
         def on_iteration(point: np.ndarray, value: float) -> None:
             self._theta = point
@@ -639,6 +640,22 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
                 f"({3 + strategy.followups} queries of up to {self.batch_size} images at the "
                 "least), so the edit is unchanged. Raise max_queries.", UserWarning,
                 stacklevel=4)
+        elif self.n_iter_ > start_iter and np.array_equal(self.edit_.param, start):
+            ran = self.n_iter_ - start_iter
+            if self.strategy == "spsa" and ran == 1:
+                why = ("SPSA scores a step on the batch of the iteration after the one that "
+                       "proposes it, so a single iteration cannot move the edit. Raise "
+                       "max_queries (an iteration sends up to "
+                       f"{(2 * self.n_directions + 2) * self.batch_size} images here), or "
+                       "lower n_directions or batch_size")
+            else:
+                why = ("No step it tried lowered the loss on its batch; a smaller step_size "
+                       "or more iterations (max_queries, max_epochs) may")
+            unchanged = ("the identity: transform returns the encoder's own embeddings"
+                         if self.edit_.is_identity else "the one it started from")
+            warnings.warn(
+                f"GeZO's search ran {ran} iteration(s) and ended where it started, so the "
+                f"edit is {unchanged}. {why}.", UserWarning, stacklevel=4)
 
     def _embed_many(self) -> Any:
         """The encoder's embeddings of several batches, concurrently (None: features)."""

@@ -119,6 +119,19 @@ def test_a_budget_without_room_for_an_iteration_warns():
     assert t.n_iter_ == 0 and not t.edit_.param.any()
 
 
+def test_a_search_that_ends_where_it_started_says_so():
+    # SPSA scores a step on the next iteration's batch: one iteration cannot move the edit
+    per_iteration = (2 * SMALL["n_directions"] + 2) * B
+    with pytest.warns(UserWarning, match=r"ran 1 iteration\(s\) and ended where it started, "
+                                         r"so the edit is the identity.* up to 512 images"):
+        t = gezo(max_queries=N + per_iteration).fit(X, Y, sensitive_features=A)
+    assert t.n_iter_ == 1 and t.edit_.is_identity
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a search that moves says nothing
+        moved = gezo(max_queries=N + 4 * per_iteration).fit(X, Y, sensitive_features=A)
+    assert moved.n_iter_ > 1 and not moved.edit_.is_identity
+
+
 def test_output_images_queries_nothing():
     api = FakeAPI()
     t = gezo(api, output="images", max_epochs=1).fit(X, Y, sensitive_features=A)

@@ -297,11 +297,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             judge_edit("identity", identity, Z0, np.nan, candidates)
             last: list = []  # the standardisation: judged last, embedded before the search
             if standardize:  # (it does not depend on the search)
-                from .edits import fit_standardization
-
-                std = dataclasses.replace(identity, standardization=fit_standardization(
-                    self._iter_chunks(X)))
-                judge_edit("standardize", std, self._embed(X, std), np.nan, last)
+                judge_edit("standardize", *self._standardized(X, identity), np.nan, last)
             if not self._judges_while_querying():
                 work.drain()  # no calls to wait for: judged now, a failure costs no search
             curves, held_curves, X_tr, previous = [], [], RowSubset(X, tr), identity
@@ -335,6 +331,14 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             warnings.warn(refusal_message(type(self).__name__, self.validation_,
                                           self.auc_tolerance, self.min_leakage_drop),
                           NoSafeEditWarning, stacklevel=3)
+
+    def _standardized(self, X: Any, identity: FittedEdit) -> tuple[FittedEdit, np.ndarray]:
+        """The standardisation candidate and its embeddings of every sample."""
+        from .edits import fit_standardization
+
+        std = dataclasses.replace(identity, standardization=fit_standardization(
+            self._iter_chunks(X)))
+        return std, self._embed(X, std)
 
     def _judges_while_querying(self) -> bool:
         """Whether the search waits on concurrent encoder calls, which the guard's
@@ -636,6 +640,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         state.pop("_adversary", None)  # torch state, rebuilt by partial_fit when needed
         state.pop("_X_index", None)  # only held between validation and the labels' check
         state.pop("_clean_cache", None)  # the guard's clean embeddings and adversary
+        state.pop("_standardized_cache", None)  # and its standardised candidate
         state.pop("_path_state", None)  # Adam's state along the λ path of one fit
         if isinstance(state.get("validation_"), pd.DataFrame):  # plain lists: skops-safe
             state["validation_"] = {"columns": state["validation_"].to_dict("list")}

@@ -433,7 +433,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
                              getattr(self, "n_queries_attempted_", 0))
                             if self.warm_start else (0, 0))
         if not self._continuing():  # a new search: a failure must not leave an old edit
-            for attr in ("edit_", "search_state_", "_adversary"):
+            for attr in ("edit_", "search_state_", "_adversary", "_search_param"):
                 self.__dict__.pop(attr, None)
         counted = attempted if self.budget_includes_failed else spent
         meter = self._meter = QueryMeter(
@@ -504,6 +504,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
     def _store_identity(self, X: Any) -> None:
         super()._store_identity(X)
         self.search_state_ = None  # nothing to continue: a warm start begins a new search
+        self.__dict__.pop("_search_param", None)
 
     def _judges_while_querying(self) -> bool:
         return self._encoder is not None and self.n_jobs is not None and self.n_jobs > 1
@@ -530,7 +531,15 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             len(X), "the sensitive-attribute probe and the validation part")
         Z0, adversary = super()._clean_start(X, a, ycode, tr)
         self._clean_cache = (Z0, adversary, a, ycode)
+        self.__dict__.pop("_standardized_cache", None)  # of other data
         return Z0, adversary
+
+    def _standardized(self, X: Any, identity: FittedEdit) -> tuple[FittedEdit, np.ndarray]:
+        # nor for the standardised embeddings: they do not depend on the search
+        cached = getattr(self, "_standardized_cache", None) if self._continuing() else None
+        if cached is None:
+            cached = self._standardized_cache = super()._standardized(X, identity)
+        return cached
 
     @staticmethod
     def _check_same_labels(a_then: np.ndarray, y_then: np.ndarray, a: np.ndarray,
@@ -578,7 +587,9 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         strategy = STRATEGIES[self.strategy](momentum=self.momentum, step_decay=self.step_decay,
                                              project=project)
         if self._continuing():
-            theta, state = self.edit_.param, self.search_state_
+            # from where the search stood, which the guard's choice (edit_) may not be
+            theta = getattr(self, "_search_param", None)
+            theta, state = self.edit_.param if theta is None else theta, self.search_state_
             if theta.shape != space.param_shape or len(state.order) not in (0, len(X)):
                 raise ValueError(
                     "warm_start=True continues the previous fit, but the inputs or the "
@@ -631,6 +642,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
                 bar.refresh()
             bar.close()
             self._store(torch.from_numpy(np.ascontiguousarray(self._theta)))
+            self._search_param = self.edit_.param  # what a warm start continues from
             del self._theta
         if self.n_iter_ == start_iter < max_iter:
             # the fewest queries of an iteration: the current point and one pair (any other

@@ -253,6 +253,50 @@ def test_warm_start_after_a_budget_stop_spends_the_new_budget():
     assert t.n_iter_ > it1 and t.loss_curve_[:it1] == curve1
 
 
+def guarded(api=None, **kw) -> GeZONoiseTransformer:
+    encoder = CallableEncoder(api if api is not None else FakeAPI(), batch_size=B,
+                              retry_delay=0)
+    return GeZONoiseTransformer(encoder, **{**SMALL, **kw}, validation_fraction=0.25)
+
+
+def test_a_guarded_resume_after_a_failure_equals_an_uninterrupted_fit():
+    # the clean and the standardised passes are not bought again, so the search has the
+    # same budget and the guard judges the same candidates
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # (a refusal by the guard, say)
+        reference = guarded(max_queries=3000).fit(X, Y, sensitive_features=A)
+        for dead_from in (3, 20):  # during the standardised pass; during the search
+            api = FakeAPI(dead_from=dead_from)
+            t = guarded(api, max_queries=3000, max_retries=0, warm_start=True)
+            with pytest.raises(QueryError):
+                t.fit(X, Y, sensitive_features=A)
+            api.dead_from = None
+            t.fit(X, Y, sensitive_features=A)
+            assert t.n_queries_ == api.images == reference.n_queries_
+            assert t.loss_curve_ == reference.loss_curve_
+            assert t.validation_.equals(reference.validation_)
+            np.testing.assert_array_equal(t.edit_.param, reference.edit_.param)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "spsa"])
+def test_a_warm_start_continues_the_search_not_the_edit_the_guard_kept(monkeypatch, strategy):
+    import fairnoise._guard as guard
+
+    monkeypatch.setattr(guard.Judge, "choose", lambda self, *args: 0)  # the identity
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        reference = guarded(max_queries=4000, strategy=strategy).fit(
+            X, Y, sensitive_features=A)
+        t = guarded(max_queries=2500, strategy=strategy, warm_start=True).fit(
+            X, Y, sensitive_features=A)
+        first = list(t.loss_curve_)
+        assert t.edit_.is_identity and len(first) > 1
+        t.set_params(max_queries=4000).fit(X, Y, sensitive_features=A)
+    # the same search, from where it stood (one pass of the searched edit fewer images)
+    assert len(first) < len(t.loss_curve_) <= len(reference.loss_curve_)
+    assert t.loss_curve_ == reference.loss_curve_[: len(t.loss_curve_)]
+
+
 def test_warm_start_with_other_groups_is_a_value_error():
     t = gezo(max_epochs=1, warm_start=True).fit(X, Y, sensitive_features=A)
     with pytest.raises(ValueError, match="sensitive_features or y differ"):

@@ -552,15 +552,35 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
                 "warm_start=False to start a new search."
             )
 
-    def _check_budget_for_clean_pass(self, n_samples: int, purpose: str) -> None:
-        """Refuse, before anything is sent, a budget that cannot embed the inputs once."""
-        if self._encoder is not None and self._meter.remaining < n_samples:
+    def _check_budget_for_clean_pass(self, n_samples: int, purpose: str, passes: int = 1,
+                                     other_ways: str = "") -> None:
+        """Refuse, before anything is sent, a budget that cannot embed the inputs
+        ``passes`` times (what is sent before the search)."""
+        need = n_samples * passes
+        if self._encoder is not None and self._meter.remaining < need:
+            times = {1: "once", 2: "twice"}.get(passes, f"{passes} times")
             raise ValueError(
                 f"max_queries={self.max_queries} leaves {int(self._meter.remaining)} images, "
-                f"too few to embed the {n_samples} training inputs once for {purpose}. "
-                f"Raise max_queries well above {n_samples} (each search iteration costs "
-                "about (2 * n_directions + 2) * batch_size more), or fit on a subsample."
+                f"too few to embed the {n_samples} training inputs {times} for {purpose}. "
+                f"Raise max_queries well above {need} (each search iteration costs "
+                f"about (2 * n_directions + 2) * batch_size more){other_ways}, or fit on a "
+                "subsample."
             )
+
+    def _fit_guarded(self, X: Any, a: np.ndarray, ycode: np.ndarray, tr: np.ndarray,
+                     va: np.ndarray, *, erase: bool, standardize: bool) -> None:
+        # the passes sent before the search (those a warm start has kept are not sent
+        # again), checked against the budget before the first of them
+        def kept(cache: str) -> bool:
+            return self._continuing() and getattr(self, cache, None) is not None
+
+        clean, std = not kept("_clean_cache"), standardize and not kept("_standardized_cache")
+        if std:
+            self._check_budget_for_clean_pass(
+                len(X), "the sensitive-attribute probe and the validation part, as they are "
+                "and standardised (the guard's standardisation candidate)", clean + std,
+                ", pass standardize=False, validation_fraction=None")
+        super()._fit_guarded(X, a, ycode, tr, va, erase=erase, standardize=standardize)
 
     @contextlib.contextmanager
     def _holding_back(self, n_images: int) -> Iterator[None]:

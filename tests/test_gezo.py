@@ -259,6 +259,18 @@ def guarded(api=None, **kw) -> GeZONoiseTransformer:
     return GeZONoiseTransformer(encoder, **{**SMALL, **kw}, validation_fraction=0.25)
 
 
+def test_a_budget_below_the_guards_passes_is_a_value_error_before_anything_is_sent():
+    # the guard embeds the inputs twice before the search: as they are and standardised
+    api = FakeAPI()
+    with pytest.raises(ValueError, match=r"max_queries=250 leaves 250 images, too few to "
+                                         r"embed the 160 training inputs twice.*standardize"):
+        guarded(api, max_queries=250).fit(X, Y, sensitive_features=A)
+    assert api.images == 0
+    with pytest.warns(UserWarning, match="leaves no room for a search iteration"):
+        t = guarded(api, max_queries=250, standardize=False).fit(X, Y, sensitive_features=A)
+    assert t.n_queries_ == api.images == N
+
+
 def test_a_guarded_resume_after_a_failure_equals_an_uninterrupted_fit():
     # the clean and the standardised passes are not bought again, so the search has the
     # same budget and the guard judges the same candidates

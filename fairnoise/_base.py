@@ -208,8 +208,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         a, ycode = self._codes(sensitive_features, y, len(X), reset=True)
         split = self._validation_split(a, ycode, y is not None)
         # an explicit erase=True / standardize=True that cannot apply is refused either way
-        erase, standardize = self._erasing(split is not None), self._standardizing(
-            split is not None)
+        unvalidated = None if split is not None else self._unvalidated(y is not None)
+        erase, standardize = self._erasing(unvalidated), self._standardizing(unvalidated)
         if split is None:  # nothing to validate against: one edit, learned on everything
             self.__dict__.pop("validation_", None)
             self.__dict__.pop("validation_loss_curve_", None)
@@ -226,25 +226,41 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             return (float(self.lambda_reg),)
         return LAMBDA_PATHS[self.edit] if validated else (LAMBDA_UNVALIDATED,)
 
-    def _erasing(self, validated: bool) -> bool:
-        """Whether embedding-eraser candidates are judged (``erase``)."""
-        if self.erase is True and (self.output == "images" or not validated):
-            raise ValueError(
-                "erase=True fits an embedding eraser, which needs output='embeddings' and a "
-                "validated fit (y given and validation_fraction > 0); got "
-                f"output={self.output!r}. Use erase='auto' or erase=False."
-            )
-        return self.erase is not False and self.output == "embeddings" and validated
+    def _unvalidated(self, has_y: bool) -> str:
+        """Why a fit is not validated (the guard judges within each class of ``y``)."""
+        if not has_y:
+            return "y was not given"
+        if not self.conditional:
+            return "conditional=False"
+        if not self.validation_fraction:
+            return f"validation_fraction={self.validation_fraction!r}"
+        return "the validation part is too small (see the warning above)"
 
-    def _standardizing(self, validated: bool) -> bool:
+    _VALIDATED = ("a validated fit (y given, conditional=True and validation_fraction > 0, "
+                  "with enough data)")
+
+    def _erasing(self, unvalidated: str | None) -> bool:
+        """Whether embedding-eraser candidates are judged (``erase``); ``unvalidated``
+        says why the fit is not validated (None: it is)."""
+        if self.erase is True and (self.output == "images" or unvalidated):
+            got = f"output={self.output!r}" if self.output == "images" else unvalidated
+            raise ValueError(
+                "erase=True fits an embedding eraser, which needs output='embeddings' and "
+                f"{self._VALIDATED}; here {got}. Use erase='auto' or erase=False."
+            )
+        return self.erase is not False and self.output == "embeddings" and not unvalidated
+
+    def _standardizing(self, unvalidated: str | None) -> bool:
         """Whether the intensity-standardisation candidates are judged (``standardize``)."""
         images = len(self.input_shape_) >= 2
-        if self.standardize is True and not (images and validated):
+        if self.standardize is True and (not images or unvalidated):
+            got = "the inputs are feature vectors" if not images else unvalidated
             raise ValueError(
                 "standardize=True standardises each image's intensity, which needs image "
-                "inputs and a validated fit (y given and validation_fraction > 0)."
+                f"inputs and {self._VALIDATED}; here {got}. Use standardize='auto' or "
+                "standardize=False."
             )
-        return self.standardize is not False and images and validated
+        return self.standardize is not False and images and not unvalidated
 
     def _validation_split(self, a: np.ndarray, ycode: np.ndarray,
                           has_y: bool) -> tuple[np.ndarray, np.ndarray] | None:

@@ -121,7 +121,9 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         may be any classifier with ``coef_``/``intercept_``, or a module.
     conditional : bool, default=True
         When ``y`` is passed to ``fit``, hide the group information beyond what the
-        label explains (one probe and one group prior per class of ``y``).
+        label explains (one probe and one group prior per class of ``y``). ``False``
+        also turns the validation guard off (it judges within each class of ``y``): one
+        edit is learned on all the data, as without ``y``.
     erase : bool or "auto", default="auto"
         Also judge each candidate followed by a class-conditional *embedding eraser*
         (:func:`fairnoise.edits.fit_conditional_eraser`): one fixed linear map, fitted at
@@ -136,8 +138,9 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         which removes a global brightness/contrast difference between groups. Images only.
     validation_fraction : float or None, default=0.2
         Share of the training data (stratified by group × class) held out to judge the
-        candidates when ``y`` is given: a fresh probe's conditional leakage and a quick
-        task head's AUC, balanced over group × class (see ``validation_``). The
+        candidates when ``y`` is given (and ``conditional=True``): a fresh probe's
+        conditional leakage and a quick task head's AUC, balanced over group × class
+        (see ``validation_``). The
         candidate with the lowest leakage among those that lower it by at least
         ``min_leakage_drop`` at a task-AUC cost of at most ``auc_tolerance`` is kept;
         when there is none the identity edit is returned with a

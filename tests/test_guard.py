@@ -124,13 +124,20 @@ def test_too_little_data_to_validate_says_so_and_learns_one_edit():
     assert not hasattr(t, "validation_")
 
 
-def test_erase_true_where_it_cannot_apply_is_refused():
+def test_erase_true_where_it_cannot_apply_is_refused_naming_why():
     X, y, a = _confounded_features()
-    with pytest.raises(ValueError, match="erase=True"):
+    with pytest.raises(ValueError, match="erase=True.*; here output='images'"):
         DebiasedNoiseTransformer(erase=True, output="images", **FAST).fit(
             X, y, sensitive_features=a)
-    with pytest.raises(ValueError, match="standardize=True"):
+    with pytest.raises(ValueError, match="standardize=True.*; here the inputs are feature"):
         DebiasedNoiseTransformer(standardize=True, **FAST).fit(X, y, sensitive_features=a)
+    for params, why in [({"conditional": False}, "conditional=False"),
+                        ({"validation_fraction": None}, "validation_fraction=None")]:
+        with pytest.raises(ValueError, match=f"erase=True.*; here {why}\\. Use erase="):
+            DebiasedNoiseTransformer(erase=True, **{**FAST, **params}).fit(
+                X, y, sensitive_features=a)
+    with pytest.raises(ValueError, match="erase=True.*; here y was not given"):
+        DebiasedNoiseTransformer(erase=True, **FAST).fit(X, sensitive_features=a)
 
 
 def test_an_erased_edit_refuses_output_images_instead_of_dropping_the_eraser():
@@ -195,11 +202,14 @@ def test_a_guarded_warm_start_with_other_groups_is_a_value_error():
 
 def test_a_guarded_gezo_budget_below_one_pass_is_refused_before_sending():
     X, y, a = make_marker_images(n=240)
-    t = GeZONoiseTransformer(make_encoder(), max_queries=100, random_state=0)
-    with pytest.raises(ValueError, match="too few to embed the 240 training inputs once for "
-                                         "the sensitive-attribute probe and the validation"):
-        t.fit(X, y, sensitive_features=a)
-    assert t.n_queries_ == 0
+    for standardize, times in [("auto", "twice"), (False, "once")]:
+        t = GeZONoiseTransformer(make_encoder(), max_queries=100, random_state=0,
+                                 standardize=standardize)
+        with pytest.raises(ValueError, match=f"too few to embed the 240 training inputs "
+                                             f"{times} for the sensitive-attribute probe and "
+                                             "the validation part"):
+            t.fit(X, y, sensitive_features=a)
+        assert t.n_queries_ == 0
 
 
 # -- overflow and divergence ----------------------------------------------------------------------

@@ -212,9 +212,12 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         Continue the previous fit (after a failure, or with a larger ``max_queries`` or
         ``max_epochs``) from its edit, velocity or Adam moments, step size, random
         state, position in the epoch, iteration count and query count, with the same
-        probe and data. Within the same
-        process the clean embeddings are not queried again; after unpickling they are
-        (``n_samples`` images).
+        probe, data and validation split (also with ``random_state=None``). The settings
+        that define the search (``edit``, ``strategy``, ``objective``, ``conditional``,
+        ``noise_resolution``, ``upsampling``, ``channel_shared``, ``max_norm``,
+        ``validation_fraction``) must stay as they were: a ``ValueError`` names any that
+        changed. Within the same process the clean (and standardised) embeddings are not
+        queried again; after unpickling they are (``n_samples`` images each).
     random_state : int, RandomState instance or None, default=None
         Seed of the batches and directions; fixed seeds give bit-identical results (with
         a deterministic encoder), whatever ``n_jobs``.
@@ -435,8 +438,11 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         spent, attempted = ((getattr(self, "n_queries_", 0),
                              getattr(self, "n_queries_attempted_", 0))
                             if self.warm_start else (0, 0))
-        if not self._continuing():  # a new search: a failure must not leave an old edit
-            for attr in ("edit_", "search_state_", "_adversary", "_search_param"):
+        if self._continuing():
+            self._check_same_search()
+        else:  # a new search: a failure must not leave an old edit
+            for attr in ("edit_", "search_state_", "_adversary", "_search_param",
+                         "_search_settings"):
                 self.__dict__.pop(attr, None)
         counted = attempted if self.budget_includes_failed else spent
         meter = self._meter = QueryMeter(
@@ -476,6 +482,40 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         return (f"{name}.fit stopped: {str(exc).rstrip('.')}. {kept} To resume, set "
                 "warm_start=True and call fit again with the same data; the search continues "
                 "where it stopped.")
+
+    #: what a warm start may not change: the search space, the loss, the guard's split
+    _SEARCH_SETTINGS = ("edit", "strategy", "objective", "conditional", "noise_resolution",
+                        "upsampling", "channel_shared", "max_norm", "validation_fraction")
+
+    def _search_signature(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._SEARCH_SETTINGS}
+
+    def _check_same_search(self) -> None:
+        """A warm start continues the previous search: refuse settings it cannot keep."""
+        then = getattr(self, "_search_settings", None)
+        if then is None:  # a transformer pickled before fairnoise kept them
+            return
+        now = self._search_signature()
+        changed = [f"{k}={then[k]!r} then, {now[k]!r} now" for k in then if then[k] != now[k]]
+        if changed:
+            raise ValueError(
+                "warm_start=True continues the previous search, but settings it was started "
+                f"with have changed ({'; '.join(changed)}): its state belongs to the old "
+                "search space, loss or validation split. Set them back, or set "
+                "warm_start=False to start a new search (the budget, max_epochs, n_jobs "
+                "and the step settings may change between warm starts)."
+            )
+
+    def _start(self, X: Any) -> Any:
+        X = super()._start(X)
+        if self._continuing() and hasattr(self, "_search_seed"):
+            # the validation split and the probes of the fit this one continues (a
+            # random_state of None would draw another seed)
+            self._seed = self._search_seed
+        else:
+            self._search_seed = self._seed
+            self._search_settings = self._search_signature()
+        return X
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "edit_")  # a fit that failed early leaves n_queries_ only

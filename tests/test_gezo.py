@@ -309,6 +309,34 @@ def test_a_warm_start_continues_the_search_not_the_edit_the_guard_kept(monkeypat
     assert t.loss_curve_ == reference.loss_curve_[: len(t.loss_curve_)]
 
 
+@pytest.mark.parametrize("change", [{"edit": "additive"}, {"strategy": "greedy"},
+                                    {"objective": "neg_ce"}, {"validation_fraction": 0.3}])
+def test_a_warm_start_refuses_settings_the_search_cannot_keep(change):
+    t = gezo(max_epochs=1, warm_start=True).fit(X, Y, sensitive_features=A)
+    (name, _), = change.items()
+    original = t.get_params()[name]
+    with pytest.raises(ValueError, match=f"settings it was started with have changed "
+                                         f"\\({name}="):
+        t.set_params(**change).fit(X, Y, sensitive_features=A)
+    # set back, it continues; the budget, the epochs, the threads and the steps may change
+    t.set_params(**{name: original}, max_epochs=2, n_jobs=2, step_size=0.1)
+    t.fit(X, Y, sensitive_features=A)
+    assert t.n_iter_ == 6
+
+
+def test_a_guarded_warm_start_keeps_the_validation_split_of_a_random_state_none():
+    # random_state=None draws a seed per fit; a resumed fit keeps the first one, whose
+    # training part the kept clean adversary was fitted on
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        t = guarded(max_queries=2000, random_state=None, warm_start=True).fit(
+            X, Y, sensitive_features=A)
+        unedited = t.validation_.iloc[:2].copy()  # the identity's verdicts: the split's
+        t.set_params(max_queries=3000).fit(X, Y, sensitive_features=A)
+    assert t.validation_.iloc[:2].drop(columns="selected").equals(
+        unedited.drop(columns="selected"))
+
+
 def test_warm_start_with_other_groups_is_a_value_error():
     t = gezo(max_epochs=1, warm_start=True).fit(X, Y, sensitive_features=A)
     with pytest.raises(ValueError, match="sensitive_features or y differ"):

@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         matplotlib.use("Agg")
     except ImportError:
         pass
-    from .demo import choose_encoder, run_demo
+    from .demo import choose_encoder, demo_preset, run_demo
 
     try:
         encoder = choose_encoder(args.encoder, quick=args.quick)
@@ -193,6 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if encoder.name == "lite0" and args.image_size is not None and args.image_size < 32:
         parser.error(f"--encoder lite0 needs --image-size of at least 32; got "
                      f"{args.image_size}")
+    if args.gezo and args.max_queries is not None:
+        n_samples = args.n_samples or demo_preset(quick=args.quick, encoder=encoder)["n_samples"]
+        if args.max_queries < 2 * n_samples:
+            parser.error(f"--max-queries must be at least {2 * n_samples} (GeZO embeds the "
+                         f"{n_samples} training images twice before its search); got "
+                         f"{args.max_queries}")
     run_demo(n_samples=args.n_samples, image_size=args.image_size,
              n_channels=args.n_channels, shortcut=args.shortcut,
              correlation=args.correlation, seed=args.seed, out=args.out, quick=args.quick,

@@ -49,11 +49,12 @@ from .objectives import OBJECTIVES, Adversary
 from .probe import TorchProbe, check_probe, fit_probe
 
 _NO_GROUPS_WARNING = (
-    "{cls}.fit was called without sensitive_features, so no edit was learned (zero noise, "
+    "{cls}.{method} was called without sensitive_features, so no edit was learned (zero noise, "
     "a mask of ones) and transform only applies the encoder. Pass the groups directly as "
-    "fit(X, y, sensitive_features=a); through a Pipeline or GridSearchCV as "
-    "fit(X, y, <step name>__sensitive_features=a); or with metadata routing on "
-    "(sklearn.set_config(enable_metadata_routing=True)) as fit(X, y, sensitive_features=a)."
+    "{method}(X, y, sensitive_features=a); through a Pipeline or GridSearchCV as "
+    "{method}(X, y, <step name>__sensitive_features=a); or with metadata routing on "
+    "(sklearn.set_config(enable_metadata_routing=True)) as {method}(X, y, "
+    "sensitive_features=a)."
 )
 
 
@@ -387,9 +388,9 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         self._fill = self._compute_fill(X)
         return X
 
-    def _warn_no_groups(self, shipped: str | None = None) -> None:
+    def _warn_no_groups(self, shipped: str | None = None, method: str = "fit") -> None:
         self.__dict__.pop("_X_index", None)  # no labels to align
-        message = _NO_GROUPS_WARNING.format(cls=type(self).__name__)
+        message = _NO_GROUPS_WARNING.format(cls=type(self).__name__, method=method)
         if shipped is not None:
             message += (f" This transformer was loaded from {shipped}, and fit has replaced "
                         "that edit: to use a shipped edit in a Pipeline without refitting it, "

@@ -475,6 +475,11 @@ def run_demo(
                          threads=threads, verbose=verbose, stream=stream)
 
 
+def demo_preset(*, quick: bool, encoder: EncoderChoice) -> dict:
+    """The demo's default settings for this run (``--quick``, Lite0, or the full run)."""
+    return _QUICK if quick else _LITE0 if encoder.name == "lite0" else _FULL
+
+
 def _run_demo(*, n_samples: int | None, image_size: int | None, n_channels: int | None,
               shortcut: str, correlation: float, seed: int, out: str | Path | None,
               quick: bool, gezo: bool, max_queries: int | None, n_jobs: int | None,
@@ -488,7 +493,7 @@ def _run_demo(*, n_samples: int | None, image_size: int | None, n_channels: int 
         choice = encoder
     else:
         choice = choose_encoder(encoder, quick=quick)
-    preset = _QUICK if quick else _LITE0 if choice.name == "lite0" else _FULL
+    preset = demo_preset(quick=quick, encoder=choice)
     image_size = preset["image_size"] if image_size is None else int(image_size)
     n_channels = preset["n_channels"] if n_channels is None else int(n_channels)
     if choice.name == "lite0" and image_size < 32:
@@ -499,6 +504,11 @@ def _run_demo(*, n_samples: int | None, image_size: int | None, n_channels: int 
     n_boot = preset["n_boot"] if n_boot is None else int(n_boot)
     if n_samples < 50:
         raise ValueError(f"n_samples must be at least 50; got {n_samples}.")
+    if gezo and max_queries < 2 * n_samples:  # refused before minutes of white-box work
+        raise ValueError(
+            f"max_queries must be at least {2 * n_samples}: GeZO embeds the {n_samples} "
+            "training images twice before its search (as they are and standardised, for "
+            f"its validation guard), and every iteration costs more; got {max_queries}.")
     stream = sys.stdout if stream is None else stream
     say = (lambda text="": print(text, file=stream, flush=True)) if verbose else (
         lambda text="": None)

@@ -33,7 +33,8 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         \big[\ell_{adv}(g(\varphi(\mathrm{edit}(x, \theta))), a)\big] + \lambda \, R(\theta)
 
     with :math:`\ell_{adv}` = ``objective`` and :math:`R` the edit's regulariser
-    (:math:`\|\varepsilon\|_2` for the additive noise, :math:`\|1 - m\|_1` for the mask).
+    (:math:`\|\varepsilon\|_2` for the additive noise, the mean of :math:`1 - m` over the
+    full-resolution mask for the mask).
     The same edit is applied to every input at ``transform``, so no group labels are
     needed at prediction time.
 
@@ -427,7 +428,7 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
             X = self._validate_X(X, reset=False)
             self._encoder = self._check_encoder()
         if sensitive_features is None:
-            self._warn_no_groups()
+            self._warn_no_groups(method="partial_fit")
             return self
         # the groups and classes are fixed by the first call that has them
         a, ycode = self._codes(sensitive_features, y, len(X),

@@ -308,6 +308,8 @@ def test_no_command_prints_help_and_fails(capsys):
     (["demo", "--threads", "0"], "positive integer"),
     (["demo", "--encoder", "no_colon"], "package.module:factory"),
     (["demo", "--encoder", "fairnoise:not_there"], "--encoder fairnoise:not_there"),
+    (["demo", "--quick", "--max-queries", "10"], "--max-queries must be at least 600"),
+    (["demo", "--quick", "--n-samples", "100", "--max-queries", "150"], "at least 200"),
 ])
 def test_bad_options_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -352,3 +354,9 @@ def test_standin_encoder_is_differentiable_in_its_input():
 def test_standin_encoder_rejects_a_bad_width():
     with pytest.raises(ValueError, match="width must be a positive integer"):
         make_standin_encoder(width=0)
+
+
+def test_a_budget_below_gezos_two_passes_is_refused_before_anything_runs():
+    with pytest.raises(ValueError, match="max_queries must be at least 200: GeZO embeds"):
+        run_demo(n_samples=100, quick=True, max_queries=150, sweep=False, out=None,
+                 verbose=False)

@@ -362,8 +362,8 @@ def test_skops_round_trip_with_the_documented_trusted_types(tmp_path, features, 
 def test_fit_without_groups_then_partial_fit_with_groups(images, encoder):
     X, y, a = images
     t = DebiasedNoiseTransformer(encoder=encoder, **FAST)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+    with pytest.warns(UserWarning, match=r"partial_fit was called without sensitive_features"
+                                         r".* as partial_fit\(X, y, sensitive_features=a\)"):
         t.partial_fit(X, y)
     t.partial_fit(X, y, sensitive_features=a)
     assert t.classes_sensitive_.tolist() == [0, 1] and t.n_iter_ == 1

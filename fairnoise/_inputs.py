@@ -145,9 +145,12 @@ def validate_inputs(estimator: Any, X: Any, *, reset: bool) -> Any:
     if reset:
         estimator.input_shape_ = tuple(int(s) for s in shape)
     elif tuple(shape) != estimator.input_shape_:
+        one = (len(X), *shape) == estimator.input_shape_  # one sample, without its batch axis
         raise ValueError(
             f"X has samples of shape {tuple(shape)}, but {type(estimator).__name__} was fitted "
             f"on samples of shape {estimator.input_shape_}."
+            + (" For a single sample, add the batch axis: X[None] (or X.unsqueeze(0) for a "
+               "tensor)." if one else "")
         )
     return X
 

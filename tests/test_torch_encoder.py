@@ -80,3 +80,26 @@ def test_check_encoder_wraps_what_users_pass():
     assert check_encoder(wrapper) is wrapper
     with pytest.raises(TypeError, match="encoder must be"):
         check_encoder(3)
+
+
+def test_a_module_that_cannot_take_the_inputs_is_a_value_error_naming_their_shape():
+    three_channels = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
+    enc = TorchEncoder(three_channels, batch_size=8)
+    with pytest.raises(ValueError, match=r"failed on the first batch, of shape \(8, 1, 16, 16\)"
+                                         r": RuntimeError: .*channels.*check the encoder") as info:
+        enc.embed(np.zeros((20, 1, 16, 16), np.float32))
+    assert isinstance(info.value.__cause__, RuntimeError)  # torch's own error, kept
+
+
+def test_a_module_failing_after_its_first_batch_raises_its_own_error():
+    class Breaks(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x):
+            type(self).calls += 1
+            if type(self).calls > 1:
+                raise RuntimeError("the module's own failure")
+            return x.flatten(1)
+
+    with pytest.raises(RuntimeError, match="the module's own failure"):
+        TorchEncoder(Breaks(), batch_size=8).embed(np.zeros((20, 1, 4, 4), np.float32))

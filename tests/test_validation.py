@@ -82,6 +82,9 @@ def test_transform_with_another_shape(images, encoder):
     t = fit(X, y, a, encoder=encoder)
     with pytest.raises(ValueError, match=r"shape \(1, 12, 12\).*fitted on samples of shape"):
         t.transform(X[:, :, :12, :12])
+    with pytest.raises(ValueError, match=r"single sample, add the batch axis: X\[None\]"):
+        t.transform(X[0])
+    assert t.transform(X[0][None]).shape[0] == 1
 
 
 def test_transform_with_another_number_of_features(features):
@@ -209,3 +212,10 @@ def test_a_single_class_of_y_is_refused_where_the_guard_needs_two(images, encode
         GeZONoiseTransformer(CallableEncoder(lambda b: b.reshape(len(b), -1)[:, :8]),
                              max_queries=2000).fit(X, y, sensitive_features=a)
     fit(X, y, a, encoder=encoder)  # unguarded: the one class is the marginal adversary
+
+
+def test_an_encoder_for_other_images_is_a_value_error_at_fit(images):
+    X, y, a = images
+    rgb = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
+    with pytest.raises(ValueError, match=r"failed on the first batch, of shape \(64, 1, "):
+        fit(X, y, a, encoder=rgb)

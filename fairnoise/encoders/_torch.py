@@ -211,11 +211,28 @@ class TorchEncoder:
                 # a copy (any strides, any real dtype): the module may write to its input
                 xb = torch.from_numpy(np.array(X[start : start + self.batch_size], np.float32))
                 xb = xb.to(device, non_blocking=True)
-                z = self.forward(module, xb if op is None else op(xb))
+                try:
+                    z = self.forward(module, xb if op is None else op(xb))
+                except _MODULE_ERRORS as exc:
+                    if out or isinstance(exc, _OUT_OF_MEMORY):  # not about the inputs
+                        raise
+                    raise ValueError(
+                        f"the encoder {self!r} failed on the first batch, of shape "
+                        f"{tuple(xb.shape)}: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}. It must take "
+                        "batches of this shape: check the encoder against X (its channels "
+                        "and size) or, for a loaded edit, that it is the encoder the edit "
+                        "was learned for."
+                    ) from exc
                 self._width = z.shape[1]
                 out.append(z.cpu().numpy())
         Z = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
         return check_embeddings(Z, len(X), "encoder")
+
+
+#: what a module raises on inputs it cannot take (a wrong channel count or size)
+_MODULE_ERRORS = (RuntimeError, TypeError, IndexError)
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 class _ModuleFunction:

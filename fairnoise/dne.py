@@ -70,7 +70,8 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         validated.
     noise_resolution : int, (int, int) or None, default=None
         Resolution ``(h, w)`` of the learned parameter grid, upsampled to the image size
-        (see ``upsampling``). ``None``: full resolution. Images only.
+        (see ``upsampling``), each side at most the image's (a larger one is capped).
+        ``None``: full resolution. Images only.
     upsampling : {"auto", "bilinear", "nearest"}, default="auto"
         How a coarse ``noise_resolution`` grid reaches the image size: a smooth bilinear
         field, or piecewise-constant cells (each grid value covers its block of pixels).

@@ -102,7 +102,8 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         :class:`DebiasedNoiseTransformer` would multiply the queries).
     noise_resolution : "auto", int, (int, int) or None, default="auto"
         Resolution ``(h, w)`` of the searched parameter grid, upsampled to the image size
-        (see ``upsampling``); ``None`` is full resolution. ``"auto"``: 4 × 4 for images (a
+        (see ``upsampling``), each side at most the image's (a larger one is capped);
+        ``None`` is full resolution. ``"auto"``: 4 × 4 for images (a
         zeroth-order search pays for every dimension, so this is much coarser than the
         white-box default; the black-box guide says why), full resolution for feature
         vectors.

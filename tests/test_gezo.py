@@ -68,10 +68,11 @@ class FakeAPI:
                 self.in_flight -= 1
 
 
-def gezo(api=None, **kw) -> GeZONoiseTransformer:
+def gezo(api=None, validation_fraction=None, **kw) -> GeZONoiseTransformer:
     encoder = CallableEncoder(api if api is not None else FakeAPI(), batch_size=B,
                               retry_delay=0)
-    return GeZONoiseTransformer(encoder, **{**SMALL, **kw}, validation_fraction=None)
+    return GeZONoiseTransformer(encoder, **{**SMALL, **kw},
+                                validation_fraction=validation_fraction)
 
 
 def leakage(Z_train, a_train, Z_test, a_test) -> float:
@@ -254,9 +255,7 @@ def test_warm_start_after_a_budget_stop_spends_the_new_budget():
 
 
 def guarded(api=None, **kw) -> GeZONoiseTransformer:
-    encoder = CallableEncoder(api if api is not None else FakeAPI(), batch_size=B,
-                              retry_delay=0)
-    return GeZONoiseTransformer(encoder, **{**SMALL, **kw}, validation_fraction=0.25)
+    return gezo(api, validation_fraction=0.25, **kw)
 
 
 def test_a_budget_below_the_guards_passes_is_a_value_error_before_anything_is_sent():

@@ -623,7 +623,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             self._check_budget_for_clean_pass(
                 len(X), "the sensitive-attribute probe and the validation part, as they are "
                 "and standardised (the guard's standardisation candidate)", clean + std,
-                ", pass standardize=False, validation_fraction=None")
+                ", pass standardize=False or validation_fraction=None")
         super()._fit_guarded(X, a, ycode, tr, va, erase=erase, standardize=standardize)
 
     @contextlib.contextmanager

@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         matplotlib.use("Agg")
     except ImportError:
         pass
-    from .demo import choose_encoder, demo_preset, run_demo
+    from .demo import choose_encoder, demo_preset, gezo_budget_floor, run_demo
 
     try:
         encoder = choose_encoder(args.encoder, quick=args.quick)
@@ -195,8 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"{args.image_size}")
     if args.gezo and args.max_queries is not None:
         n_samples = args.n_samples or demo_preset(quick=args.quick, encoder=encoder)["n_samples"]
-        if args.max_queries < 2 * n_samples:
-            parser.error(f"--max-queries must be at least {2 * n_samples} (GeZO embeds the "
+        floor = gezo_budget_floor(n_samples)
+        if args.max_queries < floor:
+            parser.error(f"--max-queries must be at least {floor} (GeZO embeds the "
                          f"{n_samples} training images twice before its search); got "
                          f"{args.max_queries}")
     run_demo(n_samples=args.n_samples, image_size=args.image_size,

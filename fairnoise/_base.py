@@ -209,7 +209,9 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         a, ycode = self._codes(sensitive_features, y, len(X), reset=True)
         split = self._validation_split(a, ycode, y is not None)
         # an explicit erase=True / standardize=True that cannot apply is refused either way
-        unvalidated = None if split is not None else self._unvalidated(y is not None)
+        unvalidated = None if split is not None else (
+            self._unvalidated_by(y is not None)
+            or "the validation part is too small (see the warning above)")
         erase, standardize = self._erasing(unvalidated), self._standardizing(unvalidated)
         if split is None:  # nothing to validate against: one edit, learned on everything
             self.__dict__.pop("validation_", None)
@@ -227,15 +229,16 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             return (float(self.lambda_reg),)
         return LAMBDA_PATHS[self.edit] if validated else (LAMBDA_UNVALIDATED,)
 
-    def _unvalidated(self, has_y: bool) -> str:
-        """Why a fit is not validated (the guard judges within each class of ``y``)."""
+    def _unvalidated_by(self, has_y: bool) -> str | None:
+        """The setting that leaves a fit unvalidated (the guard judges within each class
+        of ``y``), or None when the settings ask for a validated fit."""
         if not has_y:
             return "y was not given"
         if not self.conditional:
             return "conditional=False"
         if not self.validation_fraction:
             return f"validation_fraction={self.validation_fraction!r}"
-        return "the validation part is too small (see the warning above)"
+        return None
 
     _VALIDATED = ("a validated fit (y given, conditional=True and validation_fraction > 0, "
                   "with enough data)")
@@ -267,7 +270,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                           has_y: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """The (train, validation) split of the guard, or None when nothing is validated."""
         fraction = self.validation_fraction
-        if not fraction or not has_y or not self.conditional:
+        if self._unvalidated_by(has_y) is not None:
             return None
         if ycode.max() == 0:
             raise ValueError(

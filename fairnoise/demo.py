@@ -480,6 +480,12 @@ def demo_preset(*, quick: bool, encoder: EncoderChoice) -> dict:
     return _QUICK if quick else _LITE0 if encoder.name == "lite0" else _FULL
 
 
+def gezo_budget_floor(n_samples: int) -> int:
+    """The fewest images GeZO's guarded fit can be given: its two passes before the
+    search (the training images as they are and standardised)."""
+    return 2 * n_samples
+
+
 def _run_demo(*, n_samples: int | None, image_size: int | None, n_channels: int | None,
               shortcut: str, correlation: float, seed: int, out: str | Path | None,
               quick: bool, gezo: bool, max_queries: int | None, n_jobs: int | None,
@@ -504,11 +510,12 @@ def _run_demo(*, n_samples: int | None, image_size: int | None, n_channels: int 
     n_boot = preset["n_boot"] if n_boot is None else int(n_boot)
     if n_samples < 50:
         raise ValueError(f"n_samples must be at least 50; got {n_samples}.")
-    if gezo and max_queries < 2 * n_samples:  # refused before minutes of white-box work
+    floor = gezo_budget_floor(n_samples)
+    if gezo and max_queries < floor:  # refused before minutes of white-box work
         raise ValueError(
-            f"max_queries must be at least {2 * n_samples}: GeZO embeds the {n_samples} "
-            "training images twice before its search (as they are and standardised, for "
-            f"its validation guard), and every iteration costs more; got {max_queries}.")
+            f"max_queries must be at least {floor}: GeZO embeds the {n_samples} training "
+            "images twice before its search (as they are and standardised, for its "
+            f"validation guard), and every iteration costs more; got {max_queries}.")
     stream = sys.stdout if stream is None else stream
     say = (lambda text="": print(text, file=stream, flush=True)) if verbose else (
         lambda text="": None)

@@ -556,6 +556,10 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
     def _continuing(self) -> bool:
         return self.warm_start and getattr(self, "search_state_", None) is not None
 
+    def _kept(self, cache: str) -> Any:
+        """What the fit this one continues left in ``cache`` (None for a new search)."""
+        return getattr(self, cache, None) if self._continuing() else None
+
     def _fit_adversary(self, X: np.ndarray, a: np.ndarray, ycode: np.ndarray) -> Adversary:
         cached = getattr(self, "_adversary", None) if self._continuing() else None
         if cached is not None:
@@ -567,7 +571,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
     def _clean_start(self, X: Any, a: np.ndarray, ycode: np.ndarray,
                      tr: np.ndarray) -> tuple[np.ndarray, Adversary]:
         # a resumed (warm-started) search does not pay for the clean embeddings again
-        cached = getattr(self, "_clean_cache", None) if self._continuing() else None
+        cached = self._kept("_clean_cache")
         if cached is not None:
             self._check_same_labels(cached[2], cached[3], a, ycode)
             return cached[0], cached[1]
@@ -580,7 +584,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
 
     def _standardized(self, X: Any, identity: FittedEdit) -> tuple[FittedEdit, np.ndarray]:
         # nor for the standardised embeddings: they do not depend on the search
-        cached = getattr(self, "_standardized_cache", None) if self._continuing() else None
+        cached = self._kept("_standardized_cache")
         if cached is None:
             cached = self._standardized_cache = super()._standardized(X, identity)
         return cached
@@ -615,10 +619,8 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
                      va: np.ndarray, *, erase: bool, standardize: bool) -> None:
         # the passes sent before the search (those a warm start has kept are not sent
         # again), checked against the budget before the first of them
-        def kept(cache: str) -> bool:
-            return self._continuing() and getattr(self, cache, None) is not None
-
-        clean, std = not kept("_clean_cache"), standardize and not kept("_standardized_cache")
+        clean = self._kept("_clean_cache") is None
+        std = standardize and self._kept("_standardized_cache") is None
         if std:
             self._check_budget_for_clean_pass(
                 len(X), "the sensitive-attribute probe and the validation part, as they are "

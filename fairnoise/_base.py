@@ -207,10 +207,11 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             self._store_identity(X)
             return self
         a, ycode = self._codes(sensitive_features, y, len(X), reset=True)
-        split = self._validation_split(a, ycode, y is not None)
+        judged = self._judged_classes(y, ycode, len(X))
+        split = self._validation_split(a, y, judged)
         # an explicit erase=True / standardize=True that cannot apply is refused either way
         unvalidated = None if split is not None else (
-            self._unvalidated_by(y is not None)
+            self._unvalidated_by(y, judged)
             or "the validation part is too small (see the warning above)")
         erase, standardize = self._erasing(unvalidated), self._standardizing(unvalidated)
         if split is None:  # nothing to validate against: one edit, learned on everything
@@ -219,7 +220,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             self._adversary = self._fit_adversary(X, a, ycode)
             self._optimise(X, self._adversary, lambda_reg=self._lambda_path()[0])
             return self
-        self._fit_guarded(X, a, ycode, *split, erase=erase, standardize=standardize)
+        self._fit_guarded(X, a, ycode, *split, task=judged[0], erase=erase,
+                          standardize=standardize)
         return self
 
     # -- the guard (see fairnoise._guard) -----------------------------------------------------
@@ -229,18 +231,35 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             return (float(self.lambda_reg),)
         return LAMBDA_PATHS[self.edit] if validated else (LAMBDA_UNVALIDATED,)
 
-    def _unvalidated_by(self, has_y: bool) -> str | None:
+    def _judged_classes(self, y: Any, ycode: np.ndarray,
+                        n_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The class codes of ``y`` and its classes, as the guard judges with them, or None
+        when ``y`` holds no class labels (not given, or a continuous target).
+
+        They are the adversary's codes when ``conditional=True``; with ``conditional=False``
+        the adversary ignores ``y`` (its codes are all zero) but the guard still judges each
+        candidate within each class of ``y``, by the same verdicts."""
+        if y is None:
+            return None
+        if self.conditional:
+            return ycode, self._y_classes
+        try:
+            return _check_y_classes(y, n_samples, return_classes=True)
+        except ValueError:  # a continuous target: nothing to judge a task AUC on
+            return None
+
+    def _unvalidated_by(self, y: Any, judged: Any) -> str | None:
         """The setting that leaves a fit unvalidated (the guard judges within each class
         of ``y``), or None when the settings ask for a validated fit."""
-        if not has_y:
+        if y is None:
             return "y was not given"
-        if not self.conditional:
-            return "conditional=False"
+        if judged is None:
+            return "y is a continuous target, not class labels"
         if not self.validation_fraction:
             return f"validation_fraction={self.validation_fraction!r}"
         return None
 
-    _VALIDATED = ("a validated fit (y given, conditional=True and validation_fraction > 0, "
+    _VALIDATED = ("a validated fit (y given as class labels and validation_fraction > 0, "
                   "with enough data)")
 
     def _erasing(self, unvalidated: str | None) -> bool:
@@ -266,15 +285,17 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             )
         return self.standardize is not False and images and not unvalidated
 
-    def _validation_split(self, a: np.ndarray, ycode: np.ndarray,
-                          has_y: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    def _validation_split(self, a: np.ndarray, y: Any,
+                          judged: tuple[np.ndarray, np.ndarray] | None
+                          ) -> tuple[np.ndarray, np.ndarray] | None:
         """The (train, validation) split of the guard, or None when nothing is validated."""
         fraction = self.validation_fraction
-        if self._unvalidated_by(has_y) is not None:
+        if self._unvalidated_by(y, judged) is not None:
             return None
+        ycode, classes = judged
         if ycode.max() == 0:
             raise ValueError(
-                f"y holds a single class ({plain(self._y_classes[0])!r}), and the validation "
+                f"y holds a single class ({plain(classes[0])!r}), and the validation "
                 "guard judges every candidate edit by the task AUC a fresh head reaches on y, "
                 "which needs at least two classes. Pass y with at least two classes, "
                 "y=None (no class-conditional adversary, no guard) or "
@@ -292,15 +313,19 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         return split
 
     def _fit_guarded(self, X: Any, a: np.ndarray, ycode: np.ndarray, tr: np.ndarray,
-                     va: np.ndarray, *, erase: bool, standardize: bool) -> None:
-        """Learn candidates on the training part, keep the one the validation part backs."""
+                     va: np.ndarray, *, task: np.ndarray, erase: bool,
+                     standardize: bool) -> None:
+        """Learn candidates on the training part, keep the one the validation part backs.
+
+        ``ycode`` holds the adversary's class codes, ``task`` those of ``y`` the guard
+        judges with (the same unless ``conditional=False``, where ``ycode`` is all zero)."""
         Z0, adversary = self._clean_start(X, a, ycode, tr)
         self.n_features_out_ = Z0.shape[1]
         self._adversary = adversary
         held_out = (RowSubset(X, va), adversary.with_samples(a[va], ycode[va]))
         if erase:
             from .edits import fit_conditional_eraser
-        judge = Judge(tr, va, a, ycode, self._seed,
+        judge = Judge(tr, va, a, task, self._seed,
                       fit_eraser=fit_conditional_eraser if erase else None)
         # the verdicts are client work: deferred, they run while the search waits for its
         # queries (GeZO with n_jobs), else before it; the same values either way

@@ -89,8 +89,8 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         When ``y`` is passed to ``fit``, fit one probe per class of ``y`` and confuse each
         towards the group distribution within its class: remove the group information
         beyond what the label explains (what equalized odds measures). Ignored without ``y``.
-        ``False`` also turns the validation guard off (it judges within each class of
-        ``y``): one edit is learned on all the data, as without ``y``.
+        ``False``: one probe for all of them, which hides the group information the label
+        carries too. The validation guard judges within each class of ``y`` either way.
     erase : bool or "auto", default="auto"
         Also judge each candidate followed by a class-conditional *embedding eraser*
         (:func:`fairnoise.edits.fit_conditional_eraser`): one fixed linear map, fitted at
@@ -105,7 +105,7 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         which removes a global brightness/contrast difference between groups. Images only.
     validation_fraction : float or None, default=0.2
         Share of the training data (stratified by group × class) held out to judge the
-        candidates when ``y`` is given (and ``conditional=True``): a fresh probe's
+        candidates when ``y`` (class labels) is given, whatever ``conditional``: a fresh probe's
         conditional leakage and a quick task head's AUC, balanced over group × class
         (see ``validation_``). The
         candidate with the lowest leakage among those that lower it by at least

@@ -122,9 +122,9 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         may be any classifier with ``coef_``/``intercept_``, or a module.
     conditional : bool, default=True
         When ``y`` is passed to ``fit``, hide the group information beyond what the
-        label explains (one probe and one group prior per class of ``y``). ``False``
-        also turns the validation guard off (it judges within each class of ``y``): one
-        edit is learned on all the data, as without ``y``.
+        label explains (one probe and one group prior per class of ``y``). ``False``:
+        one probe for all of them, which hides the group information the label carries
+        too. The validation guard judges within each class of ``y`` either way.
     erase : bool or "auto", default="auto"
         Also judge each candidate followed by a class-conditional *embedding eraser*
         (:func:`fairnoise.edits.fit_conditional_eraser`): one fixed linear map, fitted at
@@ -139,7 +139,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         which removes a global brightness/contrast difference between groups. Images only.
     validation_fraction : float or None, default=0.2
         Share of the training data (stratified by group × class) held out to judge the
-        candidates when ``y`` is given (and ``conditional=True``): a fresh probe's
+        candidates when ``y`` (class labels) is given, whatever ``conditional``: a fresh probe's
         conditional leakage and a quick task head's AUC, balanced over group × class
         (see ``validation_``). The
         candidate with the lowest leakage among those that lower it by at least
@@ -573,12 +573,14 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         # a resumed (warm-started) search does not pay for the clean embeddings again
         cached = self._kept("_clean_cache")
         if cached is not None:
-            self._check_same_labels(cached[2], cached[3], a, ycode)
+            # the training part too: it is drawn by group and class of y, which with
+            # conditional=False the adversary's codes do not show
+            self._check_same_labels(cached[2], cached[3], a, ycode, cached[4], tr)
             return cached[0], cached[1]
         self._check_budget_for_clean_pass(
             len(X), "the sensitive-attribute probe and the validation part")
         Z0, adversary = super()._clean_start(X, a, ycode, tr)
-        self._clean_cache = (Z0, adversary, a, ycode)
+        self._clean_cache = (Z0, adversary, a, ycode, tr)
         self.__dict__.pop("_standardized_cache", None)  # of other data
         return Z0, adversary
 
@@ -591,9 +593,11 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
 
     @staticmethod
     def _check_same_labels(a_then: np.ndarray, y_then: np.ndarray, a: np.ndarray,
-                           ycode: np.ndarray) -> None:
-        """A warm start continues the previous fit: its groups and classes must be these."""
-        if not (np.array_equal(a_then, a) and np.array_equal(y_then, ycode)):
+                           ycode: np.ndarray, tr_then: Any = None, tr: Any = None) -> None:
+        """A warm start continues the previous fit: its groups and classes (and training
+        part, when guarded) must be these."""
+        if not (np.array_equal(a_then, a) and np.array_equal(y_then, ycode)
+                and np.array_equal(tr_then, tr)):
             raise ValueError(
                 "warm_start=True continues the previous fit, but sensitive_features or y "
                 "differ from that fit's. Call fit with the same data, or set "
@@ -616,7 +620,8 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             )
 
     def _fit_guarded(self, X: Any, a: np.ndarray, ycode: np.ndarray, tr: np.ndarray,
-                     va: np.ndarray, *, erase: bool, standardize: bool) -> None:
+                     va: np.ndarray, *, task: np.ndarray, erase: bool,
+                     standardize: bool) -> None:
         # the passes sent before the search (those a warm start has kept are not sent
         # again), checked against the budget before the first of them
         clean = self._kept("_clean_cache") is None
@@ -626,7 +631,8 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
                 len(X), "the sensitive-attribute probe and the validation part, as they are "
                 "and standardised (the guard's standardisation candidate)", clean + std,
                 ", pass standardize=False or validation_fraction=None")
-        super()._fit_guarded(X, a, ycode, tr, va, erase=erase, standardize=standardize)
+        super()._fit_guarded(X, a, ycode, tr, va, task=task, erase=erase,
+                             standardize=standardize)
 
     @contextlib.contextmanager
     def _holding_back(self, n_images: int) -> Iterator[None]:

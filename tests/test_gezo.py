@@ -342,6 +342,16 @@ def test_warm_start_with_other_groups_is_a_value_error():
         t.fit(X, Y, sensitive_features=1 - A)
 
 
+def test_an_unconditional_guarded_warm_start_with_another_y_is_a_value_error():
+    # the adversary ignores y here, but the guard's training part is drawn by class of y
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        t = guarded(max_queries=2000, conditional=False, warm_start=True).fit(
+            X, Y, sensitive_features=A)
+    with pytest.raises(ValueError, match="sensitive_features or y differ"):
+        t.set_params(max_queries=3000).fit(X, np.roll(Y, 1), sensitive_features=A)
+
+
 def test_warm_start_after_unpickling_embeds_the_training_set_again():
     t = GeZONoiseTransformer(ENC, **SMALL, max_epochs=1, warm_start=True, validation_fraction=None)
     t.fit(X, Y, sensitive_features=A)

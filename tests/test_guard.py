@@ -107,6 +107,29 @@ def test_a_spread_shortcut_is_left_to_the_embedding_eraser():
     assert np.corrcoef(Z[:, 0], y)[0, 1] > 0.4
 
 
+@pytest.mark.parametrize("cls", [DebiasedNoiseTransformer, GeZONoiseTransformer])
+def test_the_unconditional_adversary_is_guarded_too(cls):
+    # no shortcut, but the group predicts the disease: an adversary blind to y hides the
+    # group by hiding the disease column, and only the guard (which judges within each
+    # class of y whatever `conditional` is) stops that edit
+    rng = np.random.default_rng(0)
+    n = 600
+    a = rng.integers(0, 2, n)
+    y = (rng.random(n) < np.where(a == 1, 0.9, 0.1)).astype(int)
+    X = rng.normal(size=(n, 6))
+    X[:, 0] += 1.5 * y
+    params = dict(conditional=False, **FAST)
+    unguarded = cls(validation_fraction=None, **params).fit(X, y, sensitive_features=a)
+    assert abs(np.corrcoef(unguarded.transform(X)[:, 0], y)[0, 1]) < 0.1  # the disease gone
+    with pytest.warns(NoSafeEditWarning, match="kept the identity edit"):
+        t = cls(**params).fit(X, y, sensitive_features=a)
+    assert not isinstance(t.sa_probe_, dict)  # the adversary stayed unconditional
+    table = t.validation_
+    assert table["selected"].tolist()[0] and t.edit_.is_identity
+    assert (table["task_auc"].iloc[1:] < table["task_auc"].iloc[0] - 0.01).any()
+    np.testing.assert_array_equal(t.transform(X), X.astype(t.transform(X).dtype))
+
+
 def test_erase_false_and_no_validation_keep_the_plain_edit():
     X, y, a = _confounded_features(shortcut="spread")
     t = DebiasedNoiseTransformer(erase=False, **FAST).fit(X, y, sensitive_features=a)
@@ -131,11 +154,13 @@ def test_erase_true_where_it_cannot_apply_is_refused_naming_why():
             X, y, sensitive_features=a)
     with pytest.raises(ValueError, match="standardize=True.*; here the inputs are feature"):
         DebiasedNoiseTransformer(standardize=True, **FAST).fit(X, y, sensitive_features=a)
-    for params, why in [({"conditional": False}, "conditional=False"),
-                        ({"validation_fraction": None}, "validation_fraction=None")]:
-        with pytest.raises(ValueError, match=f"erase=True.*; here {why}\\. Use erase="):
-            DebiasedNoiseTransformer(erase=True, **{**FAST, **params}).fit(
-                X, y, sensitive_features=a)
+    with pytest.raises(ValueError, match="erase=True.*; here validation_fraction=None\\. Use"):
+        DebiasedNoiseTransformer(erase=True, validation_fraction=None, **FAST).fit(
+            X, y, sensitive_features=a)
+    continuous = np.linspace(0, 1, len(X))  # accepted with conditional=False, not judged
+    with pytest.raises(ValueError, match="erase=True.*; here y is a continuous target"):
+        DebiasedNoiseTransformer(erase=True, conditional=False, **FAST).fit(
+            X, continuous, sensitive_features=a)
     with pytest.raises(ValueError, match="erase=True.*; here y was not given"):
         DebiasedNoiseTransformer(erase=True, **FAST).fit(X, sensitive_features=a)
 

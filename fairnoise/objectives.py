@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._linalg import thin_svd
+from ._linalg import ledoit_wolf_shrinkage, thin_svd
 from .probe import TorchProbe
 
 OBJECTIVES = ("neg_ce", "confusion", "mean_gap")
@@ -143,8 +143,6 @@ def within_cell_whitening(Z: np.ndarray, cell: np.ndarray,
     >>> bool(0.8 < ratio < 1.25)
     True
     """
-    from sklearn.covariance import ledoit_wolf_shrinkage
-
     device = torch.device("cpu") if device is None else device
     Z = np.asarray(Z, dtype=np.float64)
     n, d = Z.shape
@@ -156,7 +154,7 @@ def within_cell_whitening(Z: np.ndarray, cell: np.ndarray,
     total = float((resid**2).sum()) / n
     if total <= 1e-300:  # constant embeddings: nothing to whiten
         return Whitening(mean, np.zeros((d, 0)), np.zeros(0), 1.0, device)
-    alpha = float(ledoit_wolf_shrinkage(resid, assume_centered=True))
+    alpha = ledoit_wolf_shrinkage(resid)
     floor = max(alpha, 1e-3) * total / d  # the shrinkage target's share of every direction
     _, sv, vt = thin_svd(resid)
     eig = (1 - alpha) * sv**2 / n + floor

@@ -176,15 +176,15 @@ def test_an_svd_that_does_not_converge_falls_back_to_the_slower_driver(monkeypat
     np.testing.assert_allclose(fit_conditional_eraser(Z, a, y).apply(Z), expected, atol=1e-9)
 
 
-@pytest.mark.parametrize("n, d", [(300, 20), (40, 500), (5, 2)])
+@pytest.mark.parametrize("n, d", [(300, 20), (40, 500), (5, 2), (30, 1)])
 def test_the_gram_ledoit_wolf_shrinkage_is_scikit_learns(n, d):
     from sklearn.covariance import ledoit_wolf_shrinkage
 
-    from fairnoise.edits._eraser import _ledoit_wolf_shrinkage
+    from fairnoise._linalg import ledoit_wolf_shrinkage as gram_shrinkage
 
     X = np.random.default_rng(n).normal(size=(n, d)) * np.linspace(0.2, 2.0, d)
     X -= X.mean(0)
-    assert _ledoit_wolf_shrinkage(X) == pytest.approx(
+    assert gram_shrinkage(X) == pytest.approx(
         ledoit_wolf_shrinkage(X, assume_centered=True), rel=1e-10)
 
 

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from .._linalg import thin_svd
+from .._linalg import ledoit_wolf_shrinkage, thin_svd
 from ._arrays import freeze, real_copy
 
 METRICS = ("within", "marginal", "euclidean")
@@ -325,7 +325,7 @@ def _whitening(centred: np.ndarray, resid: np.ndarray, metric: str
     trace = float(np.sum(base**2)) / len(base)  # tr(S), S = baseᵀ base / n
     if not trace > 0:  # no spread to whiten by: every row is its cell's mean
         return identity, 0.0
-    alpha = _ledoit_wolf_shrinkage(base) if d > 1 else 0.0
+    alpha = ledoit_wolf_shrinkage(base)
     # S = V diag(σ² / n) Vᵀ from the thin SVD of the data, then Ledoit-Wolf towards tr(S)/d
     _, sv, vt = thin_svd(base)
     rest = alpha * trace / d  # the shrinkage target's share of every direction
@@ -335,26 +335,6 @@ def _whitening(centred: np.ndarray, resid: np.ndarray, metric: str
     spectrum = _Spectrum(vt.T, np.maximum(values, floor), max(rest, floor))
     white_resid = spectrum.power(-0.5, resid.T)  # W Σ_w W's trace from W residᵀ
     return spectrum, float(np.sum(white_resid**2) / max(len(resid), 1))
-
-
-def _ledoit_wolf_shrinkage(X: np.ndarray) -> float:
-    r"""The Ledoit–Wolf (2004) shrinkage of the covariance :math:`S = X^\top X / n` of
-    centred rows ``X`` (n, d) towards :math:`\operatorname{tr}(S)/d \cdot I`.
-
-    The estimate of :func:`sklearn.covariance.ledoit_wolf_shrinkage`, computed from the
-    n × n Gram matrix instead of d × d products: :math:`\|S\|_F^2 = \|X X^\top\|_F^2 /
-    n^2` and :math:`\sum_{jk} (X^{\circ 2})^\top X^{\circ 2} = \sum_i \|x_i\|^4`, so it
-    costs :math:`O(n^2 d)`, not :math:`O(n d^2)`.
-    """
-    n, d = X.shape
-    gram = X @ X.T if n <= d else X.T @ X  # the same Frobenius norm either way
-    norms = np.einsum("ij,ij->i", X, X)  # ‖x_i‖²
-    trace = norms.sum() / n
-    mu = trace / d
-    frob = float(np.sum(gram**2)) / n**2  # ‖S‖²_F
-    delta = (frob - 2.0 * mu * trace + d * mu**2) / d  # ‖S − μI‖²_F / d
-    beta = min((float(np.sum(norms**2)) / n - frob) / (d * n), delta)
-    return 0.0 if beta == 0 else float(beta / delta)
 
 
 def _frozen_float64(value: Any, name: str) -> np.ndarray:

@@ -358,7 +358,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                 if edit.is_identity or np.array_equal(edit.param, previous.param):
                     continue  # nothing new to judge
                 previous = edit
-                judge_edit(self._edit_name(), edit, self._embed(X, edit), lam, candidates)
+                judge_edit(self._edit_name(), edit, self._embed_again(X, edit), lam,
+                           candidates)
             candidates += last
             verdicts = [verdict.result() for _, verdict in candidates]
         judge.rows.extend(row for row, _ in verdicts)
@@ -383,7 +384,11 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
 
         std = dataclasses.replace(identity, standardization=fit_standardization(
             self._iter_chunks(X)))
-        return std, self._embed(X, std)
+        return std, self._embed_again(X, std)
+
+    def _embed_again(self, X: Any, edit: FittedEdit) -> np.ndarray:
+        """φ(edit(X)) for a candidate, at the width the clean pass of this fit found."""
+        return self._embed(X, edit, self.n_features_out_, fitted=False)
 
     def _judges_while_querying(self) -> bool:
         """Whether the search waits on concurrent encoder calls, which the guard's
@@ -607,17 +612,20 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         return self._encoder.embed(Xb, edit=edit)
 
     def _embed(self, X: Any, edit: FittedEdit | None = None,
-               n_features: int | None = None) -> np.ndarray:
+               n_features: int | None = None, *, fitted: bool = True) -> np.ndarray:
         """φ(edit(X)) chunk by chunk (φ(X) when ``edit`` is None).
 
         Every chunk must have the width of the first (or ``n_features``, the fitted
-        width): an encoder whose output width changes is refused by name.
+        width, or with ``fitted=False`` that of the clean pass of this fit, so a query
+        encoder sends every call at once): an encoder whose output width changes is
+        refused by name.
         """
         out, width = [], n_features
         for xb in self._iter_chunks(X):
             Z = self._encoder_embed(xb, edit, width)
             if width is not None and Z.shape[1] != width:
-                raise self._width_error(Z.shape[1], width, fitted=n_features is not None)
+                raise self._width_error(Z.shape[1], width,
+                                        fitted=fitted and n_features is not None)
             width = Z.shape[1]
             out.append(Z if edit is None else edit.apply_embeddings(Z))
         return np.concatenate(out)

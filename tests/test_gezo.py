@@ -270,6 +270,30 @@ def test_a_budget_below_the_guards_passes_is_a_value_error_before_anything_is_se
     assert t.n_queries_ == api.images == N
 
 
+def test_the_guards_candidate_passes_send_their_calls_at_once():
+    # the clean pass's first call fixes the width, alone; the standardised and the
+    # searched edit's passes know it, so their three calls go out together
+    class Recording(FakeAPI):
+        def __call__(self, batch):
+            with self.lock:
+                self.others.append(self.in_flight)  # calls in flight as this one starts
+            return super().__call__(batch)
+
+    api = Recording(latency=0.2)
+    api.others = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        t = guarded(api, n_jobs=3, max_queries=3 * N + 24 * B)
+        t.fit(X, Y, sensitive_features=A)
+    assert "masked edit" in set(t.validation_["candidate"])  # the search moved: it is judged
+    per_pass = -(-N // B)
+    clean, standardised, searched = (api.others[:per_pass],
+                                     api.others[per_pass: 2 * per_pass],
+                                     api.others[-per_pass:])
+    assert clean == [0, 0, 1]
+    assert standardised == searched == [0, 1, 2]
+
+
 def test_a_guarded_resume_after_a_failure_equals_an_uninterrupted_fit():
     # the clean and the standardised passes are not bought again, so the search has the
     # same budget and the guard judges the same candidates

@@ -17,6 +17,7 @@ import numbers
 import warnings
 from abc import abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._dask import is_dask_array, transform_dask
 from ._groups import encode_groups, plain
 from ._guard import (
+    ERASER_THREADS,
     LAMBDA_PATHS,
     LAMBDA_UNVALIDATED,
     MIN_PER_CELL,
@@ -329,13 +331,14 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                       fit_eraser=fit_conditional_eraser if erase else None)
         # the verdicts are client work: deferred, they run while the search waits for its
         # queries (GeZO with n_jobs), else before it; the same values either way
-        with collecting() as work:
+        with collecting() as work, self._eraser_threads(erase) as pool:
             def judge_edit(name: str, edit: FittedEdit, Z: np.ndarray, lam: float,
                            into: list) -> None:
                 """The edit as it is and, when erasing, followed by the embedding eraser."""
                 for erased in (False, True)[: 1 + erase]:
+                    erasers = judge.start_erasers(Z, pool) if erased and pool else None
                     into.append((edit, work.defer(judge.evaluate, name, Z, erase=erased,
-                                                  lambda_reg=lam)))
+                                                  erasers=erasers, lambda_reg=lam)))
 
             candidates: list = []  # (input edit, deferred verdict), one per row of the judge
             identity = self._space.fitted(self._space.init_param(), self._fill)
@@ -394,6 +397,22 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
         """Whether the search waits on concurrent encoder calls, which the guard's
         verdicts can fill (else they run before the search)."""
         return False
+
+    @contextlib.contextmanager
+    def _eraser_threads(self, erase: bool) -> Iterator[ThreadPoolExecutor | None]:
+        """Two threads that fit the guard's embedding erasers (NumPy only) while the
+        calling thread judges and waits, where the fit runs concurrent work anyway (GeZO
+        with ``n_jobs``); None: each verdict fits its own, in the calling thread. The
+        values are the same either way."""
+        if not (erase and self._judges_while_querying()):
+            yield None
+            return
+        pool = ThreadPoolExecutor(max_workers=ERASER_THREADS,
+                                  thread_name_prefix="fairnoise-eraser")
+        try:
+            yield pool
+        finally:  # nothing is left running after the fit, which may have failed
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _clean_start(self, X: Any, a: np.ndarray, ycode: np.ndarray,
                      tr: np.ndarray) -> tuple[np.ndarray, Adversary]:

@@ -6,9 +6,11 @@ thread only waits for them; work deferred here runs in that thread during such w
 step at a time and in the order it was deferred, and whatever is left runs when its
 result is asked for. Everything runs in the thread that deferred it, so the values and
 their order are those of running it at once: only the wall time changes. Work that fails
-stops the fit at the next wait. Work that silences warnings must do so with
-:func:`fairnoise._quiet.ignoring`, not :class:`warnings.catch_warnings`: the query threads
-running the user's encoder meanwhile share the process-wide filters.
+stops the fit at the next wait. (The guard's embedding erasers, NumPy work that touches
+no process-wide state, are the exception: with ``n_jobs`` they are fitted on threads of
+their own, see ``BaseNoiseTransformer._eraser_threads``.) Work that silences warnings
+must do so with :func:`fairnoise._quiet.ignoring`, not :class:`warnings.catch_warnings`:
+the query threads running the user's encoder meanwhile share the process-wide filters.
 
 Work is a callable or a generator function: a generator yields between its steps, so
 that a waiting thread returns to its calls after one step (tens of milliseconds) rather
@@ -120,8 +122,16 @@ def collecting() -> Iterator[IdleWork]:
         _current.reset(token)
 
 
-def work_while_waiting(futures: Iterable[Future]) -> None:
-    """Until every future is done, run steps of this thread's deferred work, if any.
+def work_while_waiting(futures: Iterable[Future], workers: int = 0) -> None:
+    """Run steps of this thread's deferred work, if any: one step as the calls go out,
+    then more while more than ``workers`` of the futures are unfinished.
+
+    ``workers``: the threads carrying the futures. While more are unfinished than there
+    are threads, at least one call is still queued behind the running ones, so a step
+    (tens of milliseconds) ends before the last call lands and does not hold up the
+    caller, which resumes as soon as the calls are done; the work left over runs at later
+    waits (at least one step each, so it always advances), or when its result is asked
+    for. ``0``: until every future is done.
 
     When a piece of work has failed, its error is raised here once the futures are done
     (what is in flight is paid for and lands first): the fit fails now, as it would when
@@ -132,8 +142,12 @@ def work_while_waiting(futures: Iterable[Future]) -> None:
     if work is None:
         return
     futures = list(futures)
+    first = True
     while work.pending and work.failure is None and not all(f.done() for f in futures):
+        if not first and sum(not f.done() for f in futures) <= workers:
+            break
         work.step()
+        first = False
     if work.failure is not None:
         wait(futures)
         raise work.failure

@@ -201,8 +201,8 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         Threads issuing independent queries concurrently (the points of an iteration,
         and the batches of the probe's embedding). While they are out, the calling thread
         judges the guard's candidates that do not depend on the search (the unedited and
-        the standardised embeddings; see ``validation_fraction``). Results do not depend
-        on it.
+        the standardised embeddings; see ``validation_fraction``), and two more threads
+        fit each candidate's embedding erasers (``erase``). Results do not depend on it.
     max_retries : int, default=3
         Retries of a call that failed with a transient error (see
         :attr:`CallableEncoder.transient_errors <fairnoise.encoders.CallableEncoder>`) or

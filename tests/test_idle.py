@@ -62,6 +62,21 @@ def test_nothing_runs_once_the_calls_are_back_and_result_runs_what_is_left():
         assert ran == [1, 2] and first.done
 
 
+def test_with_workers_the_work_stops_once_only_the_running_calls_are_left():
+    # two threads, four calls: once two have landed, the last two are running and none
+    # is queued; a step now could outlast them, so the caller waits for them instead
+    with collecting() as work, ThreadPoolExecutor(2) as pool:
+        for _ in range(2000):
+            work.defer(time.sleep, 0.001)
+        calls = [pool.submit(time.sleep, 0.2) for _ in range(4)]
+        work_while_waiting(calls, workers=2)
+        landed = sum(call.done() for call in calls)
+        assert landed >= 2 and work.pending  # returned after the first round, work left
+        for call in calls:
+            call.result()
+        work.drain()
+
+
 def test_worker_threads_and_other_scopes_do_not_see_the_queue():
     ran = []
     with collecting() as work, ThreadPoolExecutor(1) as pool:
@@ -90,10 +105,10 @@ def test_a_guarded_threaded_fit_judges_while_it_waits_and_equals_the_serial_fit(
     inside = threading.Event()
     wait, step = query.work_while_waiting, IdleWork.step
 
-    def watched_wait(futures):
+    def watched_wait(futures, workers=0):
         inside.set()
         try:
-            wait(futures)
+            wait(futures, workers)
         finally:
             inside.clear()
 
@@ -116,7 +131,8 @@ def test_a_guarded_threaded_fit_judges_while_it_waits_and_equals_the_serial_fit(
     serial, threaded = fits
     assert counts[0]["in wait"] == 0 < counts[0]["all"]  # serial: judged before the search
     assert counts[1]["in wait"] > 0  # threaded: judged while calls were in flight
-    assert counts[0]["all"] == counts[1]["all"]  # the same work, only at other times
+    # the same work, only at other times (and the erasers' fits on threads of their own)
+    assert 0 < counts[1]["all"] < counts[0]["all"]
     assert serial.validation_.equals(threaded.validation_)
     np.testing.assert_array_equal(serial.transform(X), threaded.transform(X))
     assert serial.n_queries_ == threaded.n_queries_
@@ -186,3 +202,41 @@ def test_the_guard_judging_during_the_calls_hides_none_of_the_encoders_warnings(
     from_encoder = [w for w in seen if str(w.message) == "from the user's encoder"]
     assert len(calls) > 20 and len(from_encoder) == len(calls)
     assert warnings.filters == before
+
+
+def test_erasers_fitted_on_threads_give_the_verdict_of_erasers_fitted_in_place():
+    from fairnoise._guard import Judge
+    from fairnoise.edits import fit_conditional_eraser
+
+    rng = np.random.default_rng(0)
+    a, y = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
+    Z = rng.normal(size=(300, 12)) + 0.7 * a[:, None] * (np.arange(12) < 3)
+    tr, va = np.arange(240), np.arange(240, 300)
+    judge = Judge(tr, va, a, y, 0, fit_eraser=fit_conditional_eraser)
+    here = IdleWork().defer(judge.evaluate, "c", Z, erase=True).result()
+    with ThreadPoolExecutor(2) as pool:
+        there = IdleWork().defer(judge.evaluate, "c", Z, erase=True,
+                                 erasers=judge.start_erasers(Z, pool)).result()
+    assert here[0] == there[0]
+    np.testing.assert_array_equal(here[1].apply(Z), there[1].apply(Z))
+
+
+def test_an_eraser_failing_on_its_thread_stops_the_fit_and_leaves_no_thread(monkeypatch):
+    import fairnoise.edits as edits
+
+    X, y, a = make_marker_images(n=240)
+    fit, calls = edits.fit_conditional_eraser, []
+
+    def failing(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 3:
+            raise FloatingPointError("eraser failed")
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(edits, "fit_conditional_eraser", failing)
+    t = GeZONoiseTransformer(CallableEncoder(SlowAPI(0.01), batch_size=64), max_epochs=2,
+                             batch_size=64, n_directions=2, n_jobs=4, random_state=0)
+    with pytest.raises(FloatingPointError, match="eraser failed"):
+        t.fit(X, y, sensitive_features=a)
+    assert all(name.startswith("fairnoise-eraser") for name in calls)
+    assert not [th for th in threading.enumerate() if th.name.startswith("fairnoise-eraser")]

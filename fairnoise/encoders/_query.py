@@ -174,7 +174,7 @@ def _thread_map(task: Callable[[int], Any], n_tasks: int, n_jobs: int | None,
             ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(task, i) for i in range(n_tasks)]
         try:
-            work_while_waiting(futures)  # the caller's deferred client work, if any
+            work_while_waiting(futures, workers)  # the caller's deferred client work, if any
             return [f.result() for f in futures]
         except BaseException:
             for f in futures:

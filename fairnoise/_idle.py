@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextvars import ContextVar
 from typing import Any
 
@@ -75,6 +76,17 @@ class IdleWork:
         self._queue: deque[Deferred] = deque()
         #: the first error a piece of work raised, if any
         self.failure: BaseException | None = None
+        #: seconds a step takes and a call takes to land (smoothed; 0 before the first)
+        self.step_time = self.call_time = 0.0
+        self._last_step = -float("inf")
+
+    def time_call(self, seconds: float) -> None:
+        """Record how long a wait's first call took to land."""
+        self.call_time = seconds if self.call_time == 0.0 else 0.5 * (self.call_time + seconds)
+
+    def stepped_since(self, moment: float) -> bool:
+        """Whether a step ended after ``moment`` (a ``time.perf_counter()`` value)."""
+        return self._last_step > moment
 
     def defer(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Deferred:
         item = Deferred(self, fn, args, kwargs)
@@ -88,7 +100,12 @@ class IdleWork:
     def step(self) -> None:
         """One step of the oldest unfinished work."""
         item = self._queue[0]
+        begun = time.perf_counter()
         item.step()
+        self._last_step = time.perf_counter()
+        # how long a step takes, smoothed: whether one fits in the wait that is left
+        took = self._last_step - begun
+        self.step_time = took if self.step_time == 0.0 else 0.5 * (self.step_time + took)
         if item.done:
             self._queue.popleft()
             if item._error is not None and self.failure is None:
@@ -122,32 +139,76 @@ def collecting() -> Iterator[IdleWork]:
         _current.reset(token)
 
 
-def work_while_waiting(futures: Iterable[Future], workers: int = 0) -> None:
-    """Run steps of this thread's deferred work, if any: one step as the calls go out,
-    then more while more than ``workers`` of the futures are unfinished.
+def work_while_waiting(futures: Iterable[Future], workers: int = 0,
+                       on_done: Callable[[int, Any], None] | None = None) -> None:
+    """Wait for the futures, running this thread's deferred work meanwhile, if any.
 
-    ``workers``: the threads carrying the futures. While more are unfinished than there
-    are threads, at least one call is still queued behind the running ones, so a step
-    (tens of milliseconds) ends before the last call lands and does not hold up the
-    caller, which resumes as soon as the calls are done; the work left over runs at later
-    waits (at least one step each, so it always advances), or when its result is asked
-    for. ``0``: until every future is done.
+    One step runs as the calls go out; after that a step runs only while the calls still
+    queued behind the running ones (``workers``: the threads carrying them) would take at
+    least as long as a step takes (both timed over the waits so far: a call by the first
+    of each wait to land), so a step (tens of milliseconds) does not hold up the caller
+    once the last call lands. The work left over runs at later waits (at least one step
+    each, so it always advances), or when its result is asked for. ``workers=0``: no
+    estimate, steps until the futures are done.
+
+    ``on_done(i, value)``, if given, is called here, in the calling thread, for each
+    future ``futures[i]`` that succeeded, as soon as it has landed and before any further
+    step: the worker threads only carry the calls, and the caller's handling of one
+    result overlaps the calls still in flight. When one failed (or ``on_done`` raised),
+    the queued ones are cancelled, the running ones land and are handed on all the same,
+    and the first failure in task order is raised.
 
     When a piece of work has failed, its error is raised here once the futures are done
     (what is in flight is paid for and lands first): the fit fails now, as it would when
     the result is asked for, without spending more queries. Worker threads start with an
     empty context, so they never run the caller's work.
     """
-    work = _current.get()
-    if work is None:
-        return
     futures = list(futures)
-    first = True
-    while work.pending and work.failure is None and not all(f.done() for f in futures):
-        if not first and sum(not f.done() for f in futures) <= workers:
-            break
-        work.step()
-        first = False
-    if work.failure is not None:
-        wait(futures)
+    work = _current.get()
+    if work is None and on_done is None:
+        return
+    index = {f: i for i, f in enumerate(futures)}
+    pending, errors = set(futures), []
+    started, timed = time.perf_counter(), False
+
+    def hand(landed: set[Future]) -> None:
+        """``on_done`` for the successful ones, in task order; errors kept, not raised."""
+        for f in sorted(landed, key=index.__getitem__):
+            if f.cancelled():
+                continue
+            if f.exception() is not None:
+                errors.append((index[f], f.exception()))
+            elif on_done is not None:
+                try:
+                    on_done(index[f], f.result())
+                except BaseException as exc:  # noqa: BLE001 - raised below, after the rest
+                    errors.append((index[f], exc))
+
+    while pending:
+        landed = {f for f in pending if f.done()}
+        if landed:
+            if not timed and work is not None:  # a call's time: till the first landed
+                work.time_call(time.perf_counter() - started)
+                timed = True
+            pending -= landed
+            hand(landed)
+            if errors:  # stop sending: what is queued is cancelled, what runs lands first
+                for f in pending:
+                    f.cancel()
+                wait(pending)
+                hand(pending)
+                raise min(errors, key=lambda e: e[0])[1]
+            continue
+        if work is not None and work.pending and work.failure is None and (
+                not workers or not work.stepped_since(started)
+                or _rounds_left(len(pending), workers) * work.call_time >= work.step_time):
+            work.step()
+            continue
+        wait(pending, return_when=FIRST_COMPLETED)
+    if work is not None and work.failure is not None:
         raise work.failure
+
+
+def _rounds_left(pending: int, workers: int) -> int:
+    """Full rounds of calls still queued behind the running ones (at ``workers`` at once)."""
+    return max(0, -(-pending // max(workers, 1)) - 1)

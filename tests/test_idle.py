@@ -25,8 +25,8 @@ def test_work_runs_in_order_in_the_waiting_thread_while_calls_are_in_flight():
         call = pool.submit(time.sleep, 0.3)
         items = [work.defer(lambda i=i: log.append((i, threading.get_ident(), call.done())))
                  for i in range(3)]
-        work_while_waiting([call])  # returns once the work is done: the call is still out
-        assert not work.pending and not call.done()
+        work_while_waiting([call])  # returns once the call has landed, the work done
+        assert not work.pending and call.done()
     assert [i for i, _, _ in log] == [0, 1, 2]
     assert {tid for _, tid, _ in log} == {threading.get_ident()}
     assert not any(done for _, _, done in log)  # all of it while the call was in flight
@@ -105,10 +105,10 @@ def test_a_guarded_threaded_fit_judges_while_it_waits_and_equals_the_serial_fit(
     inside = threading.Event()
     wait, step = query.work_while_waiting, IdleWork.step
 
-    def watched_wait(futures, workers=0):
+    def watched_wait(*args):
         inside.set()
         try:
-            wait(futures, workers)
+            wait(*args)
         finally:
             inside.clear()
 
@@ -240,3 +240,43 @@ def test_an_eraser_failing_on_its_thread_stops_the_fit_and_leaves_no_thread(monk
         t.fit(X, y, sensitive_features=a)
     assert all(name.startswith("fairnoise-eraser") for name in calls)
     assert not [th for th in threading.enumerate() if th.name.startswith("fairnoise-eraser")]
+
+
+def test_results_are_handed_on_once_each_and_kept_when_a_call_fails():
+    caller, handed, ran = threading.get_ident(), [], []
+
+    def task(i):
+        ran.append(i)
+        time.sleep(0.05)
+        if i == 1:
+            raise ConnectionError("call 1 failed")
+        return i * 10
+
+    def on_result(i, value):
+        handed.append((i, value, threading.get_ident()))
+
+    values = query._thread_map(lambda i: (time.sleep(0.02), i * 10)[1], 9, 3,
+                               on_result=on_result)
+    assert values == [i * 10 for i in range(9)]
+    assert sorted((i, v) for i, v, _ in handed) == [(i, i * 10) for i in range(9)]
+    # while calls were queued, the caller took the results, so the threads went on to
+    # the next call; the last round's were handled by the threads that carried them
+    assert {tid for i, _, tid in handed if i < 3} == {caller}
+    handed.clear()
+    with pytest.raises(ConnectionError, match="call 1 failed"):
+        query._thread_map(task, 12, 2, on_result=on_result)
+    # what landed was handed on; what was queued was never sent
+    assert sorted(i for i, _, _ in handed) == sorted(set(ran) - {1})
+    assert 0 in ran and len(ran) < 12
+
+
+def test_a_failing_result_handler_stops_the_calls_like_a_failing_call():
+    def on_result(i, value):
+        if i == 0:
+            raise ValueError("the edit overflowed")
+
+    sent = []
+    with pytest.raises(ValueError, match="overflowed"):
+        query._thread_map(lambda i: (sent.append(i), time.sleep(0.05)), 12, 2,
+                          on_result=on_result)
+    assert len(sent) < 12

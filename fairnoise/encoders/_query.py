@@ -157,7 +157,8 @@ class QueryMeter:
 
 
 def _thread_map(task: Callable[[int], Any], n_tasks: int, n_jobs: int | None,
-                share_torch_threads: bool = True) -> list[Any]:
+                share_torch_threads: bool = True,
+                on_result: Callable[[int, Any], None] | None = None) -> list[Any]:
     """``[task(i) for i in range(n_tasks)]``, on up to ``n_jobs`` threads, results in order.
 
     On the first failure (in task order) the tasks not yet started are cancelled, the
@@ -166,15 +167,40 @@ def _thread_map(task: Callable[[int], Any], n_tasks: int, n_jobs: int | None,
     intra-op threads (a task may run a local torch model), so threads × torch threads
     stays within what the caller allowed; restored afterwards. While it waits for the
     threads, the calling thread runs its deferred client work (:mod:`fairnoise._idle`).
+    ``on_result(i, value)`` is called as each task succeeds (also those that succeeded
+    when another failed): in the calling thread while tasks are still queued, so the
+    threads go on to the next task at once, and in the task's own thread once none is
+    left to start, so the last round's results are handled side by side.
     """
     if n_jobs is None or n_jobs <= 1 or n_tasks <= 1:
-        return [task(i) for i in range(n_tasks)]
+        out = []
+        for i in range(n_tasks):
+            out.append(task(i))
+            if on_result is not None:
+                on_result(i, out[-1])
+        return out
     workers = min(n_jobs, n_tasks)
+    lock, started, handled = threading.Lock(), [0], set()
+
+    def run(i: int) -> Any:
+        with lock:
+            started[0] += 1
+        value = task(i)
+        if on_result is not None and started[0] == n_tasks:  # nothing left to start
+            on_result(i, value)
+            handled.add(i)
+        return value
+
+    def hand(i: int, value: Any) -> None:
+        if i not in handled:
+            on_result(i, value)
+
     with torch_threads(per_worker(workers) if share_torch_threads else None), \
             ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(task, i) for i in range(n_tasks)]
+        futures = [pool.submit(run, i) for i in range(n_tasks)]
         try:
-            work_while_waiting(futures, workers)  # the caller's deferred client work, if any
+            # the caller's deferred client work, if any, and its handling of each result
+            work_while_waiting(futures, workers, None if on_result is None else hand)
             return [f.result() for f in futures]
         except BaseException:
             for f in futures:
@@ -456,19 +482,17 @@ class CallableEncoder:
         """Embed independent batches, concurrently on ``n_jobs`` threads, in input order.
 
         ``batches[i]`` is read inside the worker thread, so a lazy sequence holds only
-        ``n_jobs`` batches in memory at a time. ``on_result(i, Z)`` is called as each batch
-        completes, so the caller keeps what succeeded even when another batch fails.
+        ``n_jobs`` batches in memory at a time. ``on_result(i, Z)`` is called in the
+        calling thread as each batch completes (while the others are in flight), so the
+        caller keeps what succeeded even when another batch fails.
         Other parameters are as in :meth:`embed`; pass ``n_features`` so that every
         batch is held to the same width.
         """
         def task(i: int) -> np.ndarray:
-            Z = self.embed(batches[i], max_retries=max_retries, meter=meter,
-                           n_features=n_features)
-            if on_result is not None:
-                on_result(i, Z)
-            return Z
+            return self.embed(batches[i], max_retries=max_retries, meter=meter,
+                              n_features=n_features)
 
-        return _thread_map(task, len(batches), n_jobs, self._calls_overlap)
+        return _thread_map(task, len(batches), n_jobs, self._calls_overlap, on_result)
 
     @property
     def _calls_overlap(self) -> bool:

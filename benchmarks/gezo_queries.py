@@ -521,9 +521,10 @@ block by the fill outright, and a 4 × 4 grid has 16 numbers where 8 × 8 has 64
 
 A budget of {latency_budget:,} images (the probe's embedding included) on
 `{shortcuts[0]}`, defaults otherwise: the search alone (`validation_fraction=None`) and
-the guarded defaults, whose validation probes and eraser are client work (with `n_jobs`,
+the guarded defaults, whose validation probes and erasers are client work (with `n_jobs`,
 the unedited and standardised candidates are judged while the search's calls are in
-flight; the searched edit's verdict comes after its last call). The API replays the
+flight, every candidate's erasers fitted on two threads of their own; the searched edit's
+verdict comes after its last call). The API replays the
 responses recorded from one fit against the local encoder, after sleeping 50 ms per call
 (the encoder's compute is the server's). Times are the fastest of three fits each (the
 client's CPU work is slowed at random by other jobs on a shared machine; the waiting is

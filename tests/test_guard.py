@@ -18,11 +18,12 @@ from fairnoise.optim import Trace, minimise_minibatch
 FAST = dict(max_epochs=3, batch_size=64, random_state=0)
 
 
-def _confounded_features(n=600, shortcut="column", seed=0):
-    """Features with a disease column and a group shortcut (one column, or spread)."""
+def _confounded_features(n=600, shortcut="column", seed=0, prevalence=0.8):
+    """Features with a disease column and a group shortcut (one column, spread, or none);
+    the disease's ``prevalence`` in group 1 is its absence in group 0."""
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 2, n)
-    y = (rng.random(n) < np.where(a == 1, 0.8, 0.2)).astype(int)
+    y = (rng.random(n) < np.where(a == 1, prevalence, 1 - prevalence)).astype(int)
     X = rng.normal(size=(n, 6))
     X[:, 0] += 1.5 * y
     if shortcut == "column":
@@ -112,12 +113,7 @@ def test_the_unconditional_adversary_is_guarded_too(cls):
     # no shortcut, but the group predicts the disease: an adversary blind to y hides the
     # group by hiding the disease column, and only the guard (which judges within each
     # class of y whatever `conditional` is) stops that edit
-    rng = np.random.default_rng(0)
-    n = 600
-    a = rng.integers(0, 2, n)
-    y = (rng.random(n) < np.where(a == 1, 0.9, 0.1)).astype(int)
-    X = rng.normal(size=(n, 6))
-    X[:, 0] += 1.5 * y
+    X, y, a = _confounded_features(shortcut=None, prevalence=0.9)
     params = dict(conditional=False, **FAST)
     unguarded = cls(validation_fraction=None, **params).fit(X, y, sensitive_features=a)
     assert abs(np.corrcoef(unguarded.transform(X)[:, 0], y)[0, 1]) < 0.1  # the disease gone

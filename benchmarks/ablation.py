@@ -282,7 +282,8 @@ def plot(frame: pd.DataFrame, path: Path) -> bool:
             if name == DEFAULT:  # the default setting (its λ and the rest) ringed
                 ax.plot(row[("task AUC", "mean")], row[("EOdds gap", "mean")], "o",
                         markersize=14, markerfacecolor="none", markeredgecolor="black")
-                ax.annotate(f"default (λ={DebiasedNoiseTransformer().lambda_reg:g})",
+                lam = DebiasedNoiseTransformer().lambda_reg  # "auto": the validated path
+                ax.annotate(f"default (λ={lam if isinstance(lam, str) else f'{lam:g}'})",
                             (row[("task AUC", "mean")], row[("EOdds gap", "mean")]),
                             textcoords="offset points", xytext=(8, 6), fontsize=8)
         ax.set_title(setup, fontsize=9)

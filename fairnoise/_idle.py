@@ -82,7 +82,7 @@ class IdleWork:
 
     def time_call(self, seconds: float) -> None:
         """Record how long a wait's first call took to land."""
-        self.call_time = seconds if self.call_time == 0.0 else 0.5 * (self.call_time + seconds)
+        self.call_time = _smoothed(self.call_time, seconds)
 
     def stepped_since(self, moment: float) -> bool:
         """Whether a step ended after ``moment`` (a ``time.perf_counter()`` value)."""
@@ -103,9 +103,8 @@ class IdleWork:
         begun = time.perf_counter()
         item.step()
         self._last_step = time.perf_counter()
-        # how long a step takes, smoothed: whether one fits in the wait that is left
-        took = self._last_step - begun
-        self.step_time = took if self.step_time == 0.0 else 0.5 * (self.step_time + took)
+        # how long a step takes: whether one fits in the wait that is left
+        self.step_time = _smoothed(self.step_time, self._last_step - begun)
         if item.done:
             self._queue.popleft()
             if item._error is not None and self.failure is None:
@@ -212,3 +211,8 @@ def work_while_waiting(futures: Iterable[Future], workers: int = 0,
 def _rounds_left(pending: int, workers: int) -> int:
     """Full rounds of calls still queued behind the running ones (at ``workers`` at once)."""
     return max(0, -(-pending // max(workers, 1)) - 1)
+
+
+def _smoothed(average: float, value: float) -> float:
+    """A running average of timings that halves the weight of the past (0: none yet)."""
+    return value if average == 0.0 else 0.5 * (average + value)

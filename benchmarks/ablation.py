@@ -42,7 +42,9 @@ the encoder (every image it was run on during the fit).
 Usage and wall time on 2 otherwise idle CPU cores (the script prints its estimate first;
 a machine loaded by other jobs takes several times longer)::
 
-    python benchmarks/ablation.py --encoder standin       # 6 setups, 3 seeds: ~27 min
+    python benchmarks/ablation.py --encoder standin       # 6 setups, 3 seeds: ~1 h
+    python benchmarks/ablation.py --encoder standin --scenario marker \
+        --scenario contrast3    # the committed report: 3 setups, 33 min (cores shared)
     python benchmarks/ablation.py --encoder lite0 --n-train 300 --scenario marker \
         --scenario contrast3                              # ~50 min
     python benchmarks/ablation.py                         # both encoders, 800 images: ~5.5 h
@@ -382,12 +384,17 @@ def main(argv=None) -> int:
     frame.to_csv(out / "ablation.csv", index=False)
     command = "python benchmarks/ablation.py " + " ".join(argv if argv is not None
                                                           else sys.argv[1:])
+    ran_lite0 = (frame["encoder"] == "lite0").any()
+    ran_standin = (frame["encoder"] != "lite0").any()
     text = ["# Ablation of DNE's mechanisms", "",
             f"Produced by `{command.strip()}` in {minutes:.1f} min; {args.seeds} seed(s), "
-            f"{args.n_train} training and {args.n_test} unconfounded test images "
-            f"(Lite0: {sizes_n['lite0'][0]} and {sizes_n['lite0'][1]}); the "
-            "stand-in encoders (frozen, random weights) re-drawn per seed, Lite0's ImageNet "
-            "weights fixed; mean ± std over seeds. \"closed\": share of the ERM → oracle "
+            f"{args.n_train} training and {args.n_test} unconfounded test images"
+            + (f" (Lite0: {sizes_n['lite0'][0]} and {sizes_n['lite0'][1]})"
+               if ran_lite0 else "") + "; "
+            + "; ".join(kind for kind, ran in (
+                ("the stand-in encoders (frozen, random weights) re-drawn per seed",
+                 ran_standin), ("Lite0's ImageNet weights fixed", ran_lite0)) if ran)
+            + "; mean ± std over seeds. \"closed\": share of the ERM → oracle "
             "gap closed (per seed, then averaged). cond. leakage: ROC AUC of a fresh linear "
             "probe within each class of y (0.5 = none), 5-fold cross-validated on the "
             "transformed test embeddings; the train-fit probe column trains it on the "

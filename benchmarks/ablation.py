@@ -385,16 +385,17 @@ def main(argv=None) -> int:
     command = "python benchmarks/ablation.py " + " ".join(argv if argv is not None
                                                           else sys.argv[1:])
     ran_lite0 = (frame["encoder"] == "lite0").any()
-    ran_standin = (frame["encoder"] != "lite0").any()
+    lite0_sizes = (f" (Lite0: {sizes_n['lite0'][0]} and {sizes_n['lite0'][1]})"
+                   if ran_lite0 else "")
+    weights = [text for text, ran in (
+        ("the stand-in encoders (frozen, random weights) re-drawn per seed",
+         (frame["encoder"] != "lite0").any()),
+        ("Lite0's ImageNet weights fixed", ran_lite0)) if ran]
     text = ["# Ablation of DNE's mechanisms", "",
             f"Produced by `{command.strip()}` in {minutes:.1f} min; {args.seeds} seed(s), "
             f"{args.n_train} training and {args.n_test} unconfounded test images"
-            + (f" (Lite0: {sizes_n['lite0'][0]} and {sizes_n['lite0'][1]})"
-               if ran_lite0 else "") + "; "
-            + "; ".join(kind for kind, ran in (
-                ("the stand-in encoders (frozen, random weights) re-drawn per seed",
-                 ran_standin), ("Lite0's ImageNet weights fixed", ran_lite0)) if ran)
-            + "; mean ± std over seeds. \"closed\": share of the ERM → oracle "
+            f"{lite0_sizes}; {'; '.join(weights)}; mean ± std over seeds. "
+            "\"closed\": share of the ERM → oracle "
             "gap closed (per seed, then averaged). cond. leakage: ROC AUC of a fresh linear "
             "probe within each class of y (0.5 = none), 5-fold cross-validated on the "
             "transformed test embeddings; the train-fit probe column trains it on the "

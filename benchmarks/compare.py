@@ -16,6 +16,14 @@ same frozen encoder, and scores on the same unconfounded test set:
 * **DNE (defaults)**: ``DebiasedNoiseTransformer()`` with ``y`` given;
 * **GeZO (defaults)**: ``GeZONoiseTransformer()`` with ``y`` given, its query budget set
   to 5 × the images DNE (defaults) passed through the encoder in the same seed;
+* **GeZO (small steps)** (``--small-steps`` only): the same, with the search in small
+  steps (``SMALL_STEPS`` of ``benchmarks/gezo_queries.py``: 3 directions, step 0.3,
+  batches of 48) and the same budget; its targets and never-harm line are reported
+  beside the defaults';
+* **GeZO (small steps, then defaults)** (``--schedule`` only): one search over the same
+  budget in two warm-started fits: small steps for the first ``SCHEDULE_SHARE`` (20 %) of
+  the budget, then the default ``n_directions`` and ``batch_size`` for the rest (the
+  step continues from where the first fit left it);
 * **LEACE**: ``concept_erasure.LeaceEraser`` fitted on the ERM training embeddings and the
   one-hot group, applied to the training and test embeddings;
 * **CorrelationRemover**: fairlearn's, ``alpha=1``, on the ERM embeddings with the
@@ -86,6 +94,7 @@ it starts; a machine loaded by other jobs takes several times longer)::
     python benchmarks/compare.py --quick --encoder lite0 --n-train 60 --n-test 60 \
         --scenario marker                                      # ~1 min
     python benchmarks/compare.py --csv data.csv --image-root imgs/   # an on-disk data set
+    python benchmarks/compare.py --encoder standin --n-train 400 --small-steps  # ~12 min
 
 ``--quick``: 1 seed, 200 training and 200 test images (unless ``--n-train``/``--n-test``
 say otherwise), 3 DNE epochs, no MLP probe.
@@ -126,9 +135,10 @@ from fairnoise.plotting import method_colour
 
 ERM, ORACLE = "ERM", "Oracle"
 DNE_PAPER, DNE_PREV, DNE = "DNE (paper)", "DNE (previous defaults)", "DNE (defaults)"
-GEZO = "GeZO (defaults)"
+GEZO, GEZO_SMALL = "GeZO (defaults)", "GeZO (small steps)"
+GEZO_SCHEDULE = "GeZO (small steps, then defaults)"
 LEACE, CR = "LEACE", "CorrelationRemover"
-METHODS = (ERM, DNE_PAPER, DNE_PREV, DNE, GEZO, LEACE, CR, ORACLE)
+METHODS = (ERM, DNE_PAPER, DNE_PREV, DNE, GEZO, GEZO_SMALL, GEZO_SCHEDULE, LEACE, CR, ORACLE)
 #: one colour per method, the same in every panel and figure (fairnoise.plotting's map)
 METHOD_COLOURS = {m: method_colour(m) for m in METHODS}
 PAPER = dict(edit="additive", objective="neg_ce", conditional=False, lambda_reg=1e-3,
@@ -150,6 +160,10 @@ SCENARIOS = {
 ENCODERS = {"standin": dict(image_size=32, fwd_bwd=3500.0, fwd=9000.0),
             "lite0": dict(image_size=64, fwd_bwd=110.0, fwd=290.0)}
 GEZO_BUDGET_FACTOR = 5
+#: the search in small steps (``--small-steps``), as in benchmarks/gezo_queries.py
+SMALL_STEPS = dict(n_directions=3, step_size=0.3, batch_size=48)
+#: the share of the budget ``--schedule`` spends in small steps before the defaults' steps
+SCHEDULE_SHARE = 0.2
 CV_FOLDS = 5
 COLUMNS = ("task AUC", "worst-group AUC", "EO gap", "EOdds gap", "|1-DI|", "cond. leakage",
            "leakage (linear, train-fit probe)", "leakage (MLP, train-fit probe)",
@@ -303,7 +317,8 @@ def clean_embeddings(cache: dict, key: tuple, enc: TorchEncoder, data: dict, whi
 
 def run_seed(tr: dict, te: dict, encoder: torch.nn.Module, seed: int, *, oracle: bool,
              dne_epochs: int | None, mlp: bool, log, cache: dict | None = None,
-             key: tuple = (), previous: bool = True) -> list[dict]:
+             key: tuple = (), previous: bool = True,
+             small_steps: bool = False, schedule: bool = False) -> list[dict]:
     """Fit every method on one training set and score it on the test set."""
     cache = {} if cache is None else cache
     enc = TorchEncoder(encoder, batch_size=256)
@@ -346,16 +361,27 @@ def run_seed(tr: dict, te: dict, encoder: torch.nn.Module, seed: int, *, oracle:
         add(name, dne.transform(tr["X"]), dne.transform(te["X"]), seconds, images,
             selected_candidate(dne), counted)
 
-    counting.images = 0
-    t0 = time.perf_counter()
-    # a module given to GeZO is only ever run forward, like an API (no weights, no gradients)
-    gezo = GeZONoiseTransformer(counting, max_queries=GEZO_BUDGET_FACTOR * dne_images,
-                                max_epochs=1000, random_state=seed)
-    gezo.fit(tr["X"], tr["y"], sensitive_features=tr["a"])
-    seconds = time.perf_counter() - t0
-    counted = counting.images
-    add(GEZO, gezo.transform(tr["X"]), gezo.transform(te["X"]), seconds, gezo.n_queries_,
-        selected_candidate(gezo), counted)
+    searches = ([(GEZO, {})] + ([(GEZO_SMALL, SMALL_STEPS)] if small_steps else [])
+                + ([(GEZO_SCHEDULE, None)] if schedule else []))
+    budget = GEZO_BUDGET_FACTOR * dne_images
+    for name, params in searches:
+        counting.images = 0
+        t0 = time.perf_counter()
+        # a module given to GeZO is only ever run forward, like an API (no weights, no
+        # gradients)
+        gezo = GeZONoiseTransformer(counting, max_queries=budget, max_epochs=1000,
+                                    random_state=seed, **(params or {}))
+        if params is None:  # the schedule: small steps first, then the defaults' steps
+            defaults = {k: gezo.get_params()[k] for k in SMALL_STEPS}
+            gezo.set_params(**SMALL_STEPS, warm_start=True,
+                            max_queries=int(SCHEDULE_SHARE * budget))
+            gezo.fit(tr["X"], tr["y"], sensitive_features=tr["a"])
+            gezo.set_params(**defaults, max_queries=budget)
+        gezo.fit(tr["X"], tr["y"], sensitive_features=tr["a"])
+        seconds = time.perf_counter() - t0
+        counted = counting.images
+        add(name, gezo.transform(tr["X"]), gezo.transform(te["X"]), seconds,
+            gezo.n_queries_, selected_candidate(gezo), counted)
 
     t0 = time.perf_counter()
     L_tr, L_te = leace(Z_tr, Z_te, tr["a"], groups)
@@ -395,20 +421,24 @@ def csv_split(path: str, image_root: str | None, image_size: int, seed: int):
 
 
 def estimate_seconds(encoder: str, n_train: int, n_test: int, n_runs: int, epochs: int,
-                     previous: bool, mlp: bool = True) -> float:
+                     previous: bool, mlp: bool = True, small_steps: bool = False,
+                     schedule: bool = False) -> float:
     """A rough wall time on 2 cores: encoder images over the encoder's measured speed.
 
     Per (scenario, seed): three or four DNE fits of up to ``epochs`` epochs (about half
     that on average, early stopping), GeZO's 5× budget of forward passes, the
     transforms and the clean embeddings, about 2 s of set-up per fit, and the probes and
-    heads of every method (about 2.5 s per 1,000 images with the MLP probe, 1.2 without).
+    heads of every method (about 2.5 s per 1,000 images with the MLP probe, 1.2 without);
+    ``small_steps`` and ``schedule`` add a GeZO fit each.
     """
     speed = ENCODERS[encoder]
     n_dne = 3 + int(previous)
     dne_images = n_train * (1 + epochs / 2)
     backward = n_dne * dne_images
-    forward = GEZO_BUDGET_FACTOR * dne_images + (n_dne + 1 + 2) * (n_train + n_test)
-    n_methods = len(METHODS) - int(not previous)
+    n_gezo = 1 + int(small_steps) + int(schedule)
+    forward = (n_gezo * GEZO_BUDGET_FACTOR * dne_images
+               + (n_dne + n_gezo + 2) * (n_train + n_test))
+    n_methods = len(METHODS) - int(not previous) - int(not small_steps) - int(not schedule)
     scoring = (2.5 if mlp else 1.2) * n_methods * (n_train + n_test) / 1000
     per_run = (backward / speed["fwd_bwd"] + forward / speed["fwd"] + scoring
                + 2.0 * (n_dne + 1))
@@ -470,7 +500,7 @@ def targets(frame: pd.DataFrame, scenario: str) -> list[str]:
     m = frame.groupby("method")[list(COLUMNS)].mean()
     localized = SCENARIOS.get(scenario, (None, False))[1]
     out = []
-    for method in (DNE, GEZO):
+    for method in [k for k in (DNE, GEZO, GEZO_SMALL, GEZO_SCHEDULE) if k in m.index]:
         eo = closed(frame, method, "EOdds gap")
         auc, erm_auc = m.loc[method, "task AUC"], m.loc[ERM, "task AUC"]
         auc_ok = auc >= erm_auc - 0.01
@@ -488,8 +518,9 @@ def targets(frame: pd.DataFrame, scenario: str) -> list[str]:
                        f"shortcut), and at least the better of LEACE and CorrelationRemover "
                        f"({pct(best, np.nan)}): {pct(*eo)}, {auc_text} (≥ ERM − 0.01): "
                        f"{verdict(ok)}")
-    if localized and GEZO in m.index:
-        out.append(f"- {black_box_parity(m)}")
+    if localized:
+        out += [f"- {black_box_parity(m, k)}" for k in (GEZO, GEZO_SMALL, GEZO_SCHEDULE)
+                if k in m.index]
     paper_change = m.loc[DNE_PAPER, "EOdds gap"] - m.loc[ERM, "EOdds gap"]
     out.append(f"- For reference, the paper's settings: equalized odds "
                f"{m.loc[DNE_PAPER, 'EOdds gap']:.3f} (ERM {m.loc[ERM, 'EOdds gap']:.3f}, "
@@ -498,10 +529,11 @@ def targets(frame: pd.DataFrame, scenario: str) -> list[str]:
     return out
 
 
-def black_box_parity(m: pd.DataFrame) -> str:
+def black_box_parity(m: pd.DataFrame, method: str = GEZO) -> str:
     """GeZO's equalized-odds improvement over ERM as a share of DNE's (means over seeds)."""
-    erm, dne, gezo = (m.loc[k, "EOdds gap"] for k in (ERM, DNE, GEZO))
-    text = (f"black-box parity: GeZO (5 × DNE's images) reaches ≥ 90 % of DNE's "
+    erm, dne, gezo = (m.loc[k, "EOdds gap"] for k in (ERM, DNE, method))
+    label = "" if method == GEZO else f", {method}"
+    text = (f"black-box parity{label}: GeZO (5 × DNE's images) reaches ≥ 90 % of DNE's "
             f"equalized-odds improvement over ERM (ERM {erm:.3f}, DNE {dne:.3f}, GeZO "
             f"{gezo:.3f})")
     if erm - dne < 0.01:
@@ -513,7 +545,7 @@ def black_box_parity(m: pd.DataFrame) -> str:
 def never_harm(frames: dict[tuple[str, str], pd.DataFrame]) -> list[str]:
     """DNE and GeZO never worse than ERM by > 0.01 (EOdds) or lower by > 0.01 (AUC)."""
     out = []
-    for method in (DNE, GEZO):
+    for method in (DNE, GEZO, GEZO_SMALL, GEZO_SCHEDULE):
         worst_eo, worst_auc = (-np.inf, ""), (-np.inf, "")
         for (encoder, scenario), frame in frames.items():
             wide = {c: frame.pivot(index="seed", columns="method", values=c)
@@ -567,6 +599,7 @@ def plot(frames: dict[tuple[str, str], pd.DataFrame], path: Path) -> bool:
     except ImportError:
         return False
     encoders = list(dict.fromkeys(k[0] for k in frames))
+    shown = set().union(*(set(f["method"]) for f in frames.values()))
     scenarios = list(dict.fromkeys(k[1] for k in frames))
     fig, axes = plt.subplots(len(encoders), len(scenarios),
                              figsize=(4.6 * len(scenarios), 4.0 * len(encoders) + 0.8),
@@ -586,8 +619,8 @@ def plot(frames: dict[tuple[str, str], pd.DataFrame], path: Path) -> bool:
         if not ax.has_data():
             ax.set_visible(False)
     handles = [plt.Line2D([], [], marker="o", linestyle="none", color=METHOD_COLOURS[m],
-                          label=m) for m in METHODS]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(METHODS), fontsize=8,
+                          label=m) for m in METHODS if m in shown]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8,
                frameon=False)
     fig.suptitle("Equalized odds against task AUC, mean ± std over seeds", fontsize=10)
     fig.savefig(path, dpi=110)
@@ -619,6 +652,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="override the encoder's image size (standin 32, lite0 64)")
     parser.add_argument("--no-previous", action="store_true",
                         help="skip the DNE (previous defaults) row (no fit-cost line)")
+    parser.add_argument("--small-steps", action="store_true",
+                        help="also fit GeZO in small steps (3 directions, step 0.3, batches "
+                             "of 48) at the same budget, reported beside the defaults")
+    parser.add_argument("--schedule", action="store_true",
+                        help="also fit GeZO in small steps for the first 20 %% of the budget, "
+                             "then at the default directions and batch size (warm start)")
     parser.add_argument("--csv", help="an on-disk data set: CSV of path, label, group")
     parser.add_argument("--image-root", help="folder the CSV's paths start from")
     parser.add_argument("--quick", action="store_true",
@@ -653,7 +692,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = args.seeds * (1 if args.csv else len(scenarios))
         n_train, n_test = sizes_n[encoder]
         seconds = estimate_seconds(encoder, n_train, n_test, runs, epochs, previous,
-                                   mlp=not args.quick)
+                                   mlp=not args.quick, small_steps=args.small_steps,
+                                   schedule=args.schedule)
         log(f"estimated wall time on 2 cores, {encoder}: ~{seconds / 60:.1f} min "
             f"({runs} scenario × seed runs, {n_train} train / {n_test} test images)")
 
@@ -670,7 +710,9 @@ def main(argv: list[str] | None = None) -> int:
                 tr, te = csv_split(args.csv, args.image_root, size, seed)
                 module = make_standin_encoder(tr["X"].shape[1], random_state=seed)
                 rows += run_seed(tr, te, module, seed, oracle=False, dne_epochs=dne_epochs,
-                                 mlp=not args.quick, log=log, previous=previous)
+                                 mlp=not args.quick, log=log, previous=previous,
+                                 small_steps=args.small_steps,
+                                 schedule=args.schedule)
             frames[(encoder, Path(args.csv).name)] = pd.DataFrame(rows)
             continue
         for scenario in scenarios:
@@ -682,7 +724,9 @@ def main(argv: list[str] | None = None) -> int:
                 module = load_encoder(encoder, seed)
                 rows += run_seed(tr, te, module, seed, oracle=True, dne_epochs=dne_epochs,
                                  mlp=not args.quick, log=log, cache=cache,
-                                 key=(encoder, scenario, seed), previous=previous)
+                                 key=(encoder, scenario, seed), previous=previous,
+                                 small_steps=args.small_steps,
+                                 schedule=args.schedule)
             frames[(encoder, scenario)] = pd.DataFrame(rows).assign(encoder=encoder)
     minutes = (time.perf_counter() - start) / 60
 

@@ -171,6 +171,21 @@ COLUMNS = ("task AUC", "worst-group AUC", "EO gap", "EOdds gap", "|1-DI|", "cond
            "encoder images (counted)")
 
 
+def package_versions() -> str:
+    """The versions of the other packages the figures depend on (LEACE's and
+    CorrelationRemover's rows, the probes' solvers), for the report's header: a rerun in
+    another environment can move them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in ("numpy", "scipy", "pandas", "concept-erasure", "fairlearn"):
+        try:
+            out.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            out.append(f"{name} not installed")
+    return ", ".join(out)
+
+
 def head():
     """The head every method ends in."""
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
@@ -742,6 +757,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.processor() or 'a CPU'} "
         f"({torch.get_num_threads()} torch threads), fairnoise {fairnoise.__version__}, "
         f"torch {torch.__version__}, scikit-learn {sklearn.__version__}, "
+        f"{package_versions()}, "
         f"Python {platform.python_version()}. {args.seeds} seed(s), mean ± std; "
         "training and unconfounded test images per encoder as listed. Encoders: "
         + "; ".join(f"{e} at {sizes[e]}×{sizes[e]} pixels, {sizes_n[e][0]} training and "

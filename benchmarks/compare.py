@@ -120,6 +120,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 import torch
+from gezo_queries import SMALL_STEPS  # this folder's GeZO benchmark: its small steps
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -160,8 +161,6 @@ SCENARIOS = {
 ENCODERS = {"standin": dict(image_size=32, fwd_bwd=3500.0, fwd=9000.0),
             "lite0": dict(image_size=64, fwd_bwd=110.0, fwd=290.0)}
 GEZO_BUDGET_FACTOR = 5
-#: the search in small steps (``--small-steps``), as in benchmarks/gezo_queries.py
-SMALL_STEPS = dict(n_directions=3, step_size=0.3, batch_size=48)
 #: the share of the budget ``--schedule`` spends in small steps before the defaults' steps
 SCHEDULE_SHARE = 0.2
 CV_FOLDS = 5
@@ -376,22 +375,24 @@ def run_seed(tr: dict, te: dict, encoder: torch.nn.Module, seed: int, *, oracle:
         add(name, dne.transform(tr["X"]), dne.transform(te["X"]), seconds, images,
             selected_candidate(dne), counted)
 
-    searches = ([(GEZO, {})] + ([(GEZO_SMALL, SMALL_STEPS)] if small_steps else [])
-                + ([(GEZO_SCHEDULE, None)] if schedule else []))
+    # (row, parameters, parameters of a first warm-started fit on part of the budget)
+    searches = ([(GEZO, {}, None)] + ([(GEZO_SMALL, SMALL_STEPS, None)] if small_steps
+                                      else [])
+                + ([(GEZO_SCHEDULE, {}, SMALL_STEPS)] if schedule else []))
     budget = GEZO_BUDGET_FACTOR * dne_images
-    for name, params in searches:
+    for name, params, first in searches:
         counting.images = 0
         t0 = time.perf_counter()
         # a module given to GeZO is only ever run forward, like an API (no weights, no
         # gradients)
         gezo = GeZONoiseTransformer(counting, max_queries=budget, max_epochs=1000,
-                                    random_state=seed, **(params or {}))
-        if params is None:  # the schedule: small steps first, then the defaults' steps
-            defaults = {k: gezo.get_params()[k] for k in SMALL_STEPS}
-            gezo.set_params(**SMALL_STEPS, warm_start=True,
+                                    random_state=seed, **params)
+        if first is not None:  # the schedule: its first steps, then these parameters'
+            later = {k: gezo.get_params()[k] for k in first}
+            gezo.set_params(**first, warm_start=True,
                             max_queries=int(SCHEDULE_SHARE * budget))
             gezo.fit(tr["X"], tr["y"], sensitive_features=tr["a"])
-            gezo.set_params(**defaults, max_queries=budget)
+            gezo.set_params(**later, max_queries=budget)
         gezo.fit(tr["X"], tr["y"], sensitive_features=tr["a"])
         seconds = time.perf_counter() - t0
         counted = counting.images

@@ -93,7 +93,7 @@ def test_n_queries_counts_every_image_sent(strategy, losses_per_iteration, first
     assert t.n_queries_ == api.images == N + 2 * losses_per_iteration * N - first_saves * B
 
 
-@pytest.mark.parametrize("strategy", ["greedy", "spsa"])
+@pytest.mark.parametrize("strategy", ["greedy", "spsa", "gauss_newton"])
 @pytest.mark.parametrize("budget", [N + 3 * B, 777, 1500])
 def test_the_budget_is_never_exceeded_and_used_up(strategy, budget):
     api = FakeAPI()
@@ -213,7 +213,7 @@ def test_a_failure_while_embedding_for_the_probe_leaves_nothing_fitted():
         t.transform(X)
 
 
-@pytest.mark.parametrize("strategy", ["greedy", "spsa"])
+@pytest.mark.parametrize("strategy", ["greedy", "spsa", "gauss_newton"])
 def test_resume_after_a_failure_equals_an_uninterrupted_fit(strategy):
     """Replaying the interrupted iteration reuses every loss it had already paid for."""
     reference = gezo(strategy=strategy, max_epochs=2).fit(X, Y, sensitive_features=A)
@@ -230,7 +230,7 @@ def test_resume_after_a_failure_equals_an_uninterrupted_fit(strategy):
     assert t.n_queries_ == api.images == reference.n_queries_  # nothing paid twice
 
 
-@pytest.mark.parametrize("strategy", ["greedy", "spsa"])
+@pytest.mark.parametrize("strategy", ["greedy", "spsa", "gauss_newton"])
 def test_warm_start_continues_where_fit_stopped(strategy):
     reference = gezo(strategy=strategy, max_epochs=4).fit(X, Y, sensitive_features=A)
     api = FakeAPI()
@@ -313,7 +313,7 @@ def test_a_guarded_resume_after_a_failure_equals_an_uninterrupted_fit():
             np.testing.assert_array_equal(t.edit_.param, reference.edit_.param)
 
 
-@pytest.mark.parametrize("strategy", ["greedy", "spsa"])
+@pytest.mark.parametrize("strategy", ["greedy", "spsa", "gauss_newton"])
 def test_a_warm_start_continues_the_search_not_the_edit_the_guard_kept(monkeypatch, strategy):
     import fairnoise._guard as guard
 
@@ -421,7 +421,7 @@ def test_random_state_gives_bit_identical_fits():
     assert not np.array_equal(t1.edit_.param, t3.edit_.param)
 
 
-@pytest.mark.parametrize("strategy", ["greedy", "spsa"])
+@pytest.mark.parametrize("strategy", ["greedy", "spsa", "gauss_newton"])
 def test_the_edit_lowers_a_retrained_probes_leakage(strategy):
     Xtr, ytr, atr = make_marker_images(n=300, seed=1)
     Xte, _, ate = make_marker_images(n=300, seed=2)
@@ -568,7 +568,7 @@ class _RecordingBar:
         self.final_total = self.total
 
 
-@pytest.mark.parametrize("strategy", ["spsa", "greedy"])
+@pytest.mark.parametrize("strategy", ["spsa", "greedy", "gauss_newton"])
 @pytest.mark.parametrize("budget", [N + 3_000, N + 7_777, None])
 def test_progress_bar_total_is_what_the_budget_lets_run(monkeypatch, strategy, budget):
     # max_queries caps the run long before max_epochs: the bar's total must be the

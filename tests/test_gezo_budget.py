@@ -42,3 +42,25 @@ def test_thousands_of_directions_cost_one_digest_per_point(monkeypatch, strategy
     # the probe's embedding, then (1 + 2 n + follow-ups) images of 128: n = 18 or 17 here
     assert t.n_queries_ > budget - (2 + 1) * 128
     assert 0 < counter.calls <= 4 * points
+
+
+def test_gauss_newton_probes_at_most_one_direction_per_parameter(monkeypatch):
+    # 20,000 directions asked for, 16 parameters (4 x 4): an iteration probes 16 of them,
+    # one point each, so the budget buys several iterations and digests stay few
+    X, y, a = make_marker_images(n=128)
+    counter = CountingDigest(loss_module._digest, limit=2_000)
+    monkeypatch.setattr(loss_module, "_digest", counter)
+    t = GeZONoiseTransformer(make_encoder(), strategy="gauss_newton", n_directions=20_000,
+                             max_queries=5_000, batch_size=128, noise_resolution=4,
+                             random_state=0)
+    t.fit(X, y, sensitive_features=a)
+    # the probe's embedding (128), then iterations of (1 + 16) and (2 + 16) batches of 128,
+    # the last with the directions that still fit
+    assert t.n_iter_ == 3
+    assert budget_left(t, 5_000) < 128
+    assert 0 < counter.calls <= 2_000
+
+
+def budget_left(t: GeZONoiseTransformer, budget: int) -> int:
+    assert t.n_queries_ <= budget
+    return budget - t.n_queries_

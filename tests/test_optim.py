@@ -13,6 +13,7 @@ from fairnoise.edits import NoiseSpace
 from fairnoise.optim import (
     STRATEGIES,
     EditLoss,
+    GaussNewtonSearch,
     GreedySearch,
     QueryLoss,
     SearchState,
@@ -28,13 +29,20 @@ from fairnoise.optim._zeroth_order import _affordable_directions
 TARGET = np.array([0.2, 0.9, 0.0, 0.6], np.float32)
 
 
-def quadratic_loss(space: NoiseSpace, lambda_reg: float = 0.0) -> EditLoss:
-    """Data loss ``‖z − t‖²`` of the edited features themselves (no encoder)."""
+class QuadraticLoss:
+    """Data loss ``‖z − t‖²`` (batch mean) of the edited features themselves, with its
+    residual vector ``(z − t) / sqrt(n)`` (``loss = ‖r‖²``)."""
 
-    def data_loss(z, idx):
+    def __call__(self, z, idx):
         return ((z - torch.as_tensor(TARGET)) ** 2).sum(dim=1).mean()
 
-    return EditLoss(space, data_loss, lambda_reg, fill=np.zeros(4, np.float32))
+    def residuals(self, z, idx):
+        return ((z - torch.as_tensor(TARGET)) / np.sqrt(len(z))).reshape(-1)
+
+
+def quadratic_loss(space: NoiseSpace, lambda_reg: float = 0.0) -> EditLoss:
+    """:class:`QuadraticLoss` on the edited features (no encoder)."""
+    return EditLoss(space, QuadraticLoss(), lambda_reg, fill=np.zeros(4, np.float32))
 
 
 class CountingEmbed:
@@ -221,7 +229,14 @@ def test_each_strategy_scores_the_current_point_and_one_antithetic_pair_per_dire
     u = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32) * 10
     points = strategy.first_round(theta, state, u)
     lead = strategy.n_leading
-    assert len(points) == lead + 2 * 3 and points[0] is theta
+    assert points[0] is theta
+    if isinstance(strategy, GaussNewtonSearch):  # one probe per direction, projected
+        assert len(points) == lead + 3 and strategy.points_per_direction == 1
+        probes = np.stack(points[lead:]) - theta
+        assert all(((p >= 0) & (p <= 1)).all() for p in points)
+        assert np.linalg.matrix_rank(probes) == 3  # three distinct directions
+        return
+    assert len(points) == lead + 2 * 3
     pairs = points[lead:]
     centre = (pairs[0] + pairs[1]) / 2  # each pair is symmetric about the same point
     for plus, minus in zip(pairs[::2], pairs[1::2], strict=True):
@@ -236,9 +251,10 @@ def test_each_strategy_scores_the_current_point_and_one_antithetic_pair_per_dire
 def test_the_search_lowers_the_loss_and_never_keeps_a_worse_point(name):
     space = NoiseSpace((4,), "additive", None, True)
     X = np.zeros((64, 4), np.float32)
-    loss = QueryLoss(quadratic_loss(space), lambda idx: X[idx], None, {})
     project = numpy_projection(space, None)
     strategy = STRATEGIES[name](momentum=0.9, step_decay=0.95, project=project)
+    loss = QueryLoss(quadratic_loss(space), lambda idx: X[idx], None, {},
+                     {} if strategy.needs_residuals else None)
     state = strategy.start(0.2, (4,), seed=0)
     curve = []
     theta = zeroth_order_search(loss, np.zeros(4, np.float32), state, strategy, n_samples=64,

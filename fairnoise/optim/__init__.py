@@ -22,6 +22,7 @@ from ._first_order import NonFiniteLoss, Trace, minimise_minibatch
 from ._loss import EditLoss, Evaluate, QueryLoss
 from ._zeroth_order import (
     STRATEGIES,
+    GaussNewtonSearch,
     GreedySearch,
     SearchState,
     SPSASearch,
@@ -37,6 +38,7 @@ __all__ = [
     "STRATEGIES",
     "EditLoss",
     "Evaluate",
+    "GaussNewtonSearch",
     "GreedySearch",
     "NonFiniteLoss",
     "QueryLoss",
@@ -53,6 +55,7 @@ __all__ = [
 ]
 
 # the public path of the classes (pickles, skops' trusted types, the API reference)
-for _cls in (EditLoss, QueryLoss, SearchState, Strategy, GreedySearch, SPSASearch):
+for _cls in (EditLoss, QueryLoss, SearchState, Strategy, GreedySearch, SPSASearch,
+             GaussNewtonSearch):
     _cls.__module__ = __name__
 del _cls

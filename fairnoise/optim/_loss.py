@@ -104,14 +104,27 @@ class QueryLoss:
         (see ``EmbedMany``); ``None`` means the inputs already are embeddings.
     known : dict
         Data losses already paid for, keyed by a digest of (batch, point); filled in here.
+    residuals : dict or None, default=None
+        Where to keep, under the same keys, the residual vector of each data loss paid
+        for (``loss.data_loss.residuals(z, idx)``, see
+        :meth:`~fairnoise.objectives.Adversary.residuals`), for a strategy that models
+        them (:class:`~fairnoise.optim.GaussNewtonSearch`); ``None``: losses only.
     """
 
     def __init__(self, loss: EditLoss, read: Callable[[np.ndarray], np.ndarray],
-                 embed_many: EmbedMany | None, known: dict[str, float]) -> None:
+                 embed_many: EmbedMany | None, known: dict[str, float],
+                 residuals: dict[str, np.ndarray] | None = None) -> None:
         self.loss = loss
         self.read = read
         self.embed_many = embed_many
         self.known = known
+        self.known_residuals = residuals
+
+    def _paid(self) -> set[str]:
+        """Keys whose data loss (and residuals, where they are kept) are already paid for."""
+        if self.known_residuals is None:
+            return set(self.known)
+        return set(self.known) & set(self.known_residuals)
 
     def unpaid(self, idx: np.ndarray, points: Sequence[np.ndarray]) -> np.ndarray:
         """``out[k]``: how many distinct unpaid points are among ``points[: k + 1]``.
@@ -119,7 +132,7 @@ class QueryLoss:
         One pass over the points, so a budget check over every prefix is linear in the
         number of points.
         """
-        seen, count, out = set(self.known), 0, np.zeros(len(points), np.int64)
+        seen, count, out = self._paid(), 0, np.zeros(len(points), np.int64)
         for k, p in enumerate(points):
             key = _digest(idx, p)
             if key not in seen:
@@ -131,7 +144,7 @@ class QueryLoss:
     def on(self, idx: np.ndarray) -> Evaluate:
         """The loss oracle of the batch ``idx``."""
         xb = self.read(idx)
-        loss, known = self.loss, self.known
+        loss, known, kept = self.loss, self.known, self.known_residuals
         space, fill = loss.space, loss.fill
 
         def edited(theta: np.ndarray) -> np.ndarray:
@@ -142,12 +155,15 @@ class QueryLoss:
         def record(key: str, Z: np.ndarray) -> None:
             with torch.no_grad():
                 z = torch.as_tensor(np.asarray(Z, np.float32), device=_device(loss.data_loss))
+                if kept is not None:  # first: a key in known is then complete
+                    kept[key] = loss.data_loss.residuals(z, idx).cpu().numpy()
                 known[key] = float(loss.data_loss(z, idx))
 
         def evaluate(points: Sequence[np.ndarray]) -> np.ndarray:
             keys = [_digest(idx, p) for p in points]
             todo = dict(zip(keys, points, strict=True))  # unique points, in order
-            todo = {k: p for k, p in todo.items() if k not in known}
+            paid = self._paid()
+            todo = {k: p for k, p in todo.items() if k not in paid}
             if self.embed_many is None:
                 for key, p in todo.items():
                     record(key, edited(p))
@@ -157,6 +173,14 @@ class QueryLoss:
                                 lambda i, Z: record(names[i], Z))
             return np.array([loss.total(known[k], p) for k, p in zip(keys, points, strict=True)])
 
+        def residuals(points: Sequence[np.ndarray]) -> np.ndarray:
+            """The residual vectors of ``points`` on the batch (paid for if not yet)."""
+            if kept is None:
+                raise RuntimeError("this QueryLoss keeps no residuals (residuals=None)")
+            evaluate(points)
+            return np.stack([kept[_digest(idx, p)] for p in points])
+
+        evaluate.residuals = residuals  # type: ignore[attr-defined]
         return evaluate
 
 

@@ -32,6 +32,13 @@ registered in :data:`STRATEGIES`:
     follow-up query that waits for the gradient, saves one wait per iteration: against a
     remote API with ``n_jobs`` threads, an iteration takes ``ceil((2C + 2) / n_jobs)``
     round trips instead of ``ceil((2C + 1) / n_jobs) + 1``.
+``"gauss_newton"`` (:class:`GaussNewtonSearch`; the ``"mean_gap"`` objective)
+    The loss is a squared norm ``‖r‖²`` (less a noise correction, plus the regulariser),
+    and each query returns all of ``r``: one probe ``p + δ_j`` per orthonormal direction
+    gives the secant ``r(p + δ_j) − r(p)``, and a Levenberg–Marquardt step on the linear
+    model of ``r`` proposes the next point, scored on the next batch as in ``"spsa"``.
+    ``d + 2`` losses per iteration, ``d = min(C, n_params)``; the last batch of an epoch
+    is skipped when it is smaller than the others.
 """
 
 from __future__ import annotations
@@ -75,6 +82,9 @@ class SearchState:
     known_losses : dict
         Data losses already paid for in an iteration that did not finish, keyed by a
         digest of (batch, point); emptied whenever an iteration completes.
+    known_residuals : dict
+        The same for their residual vectors, kept only for a strategy that models them
+        (:attr:`Strategy.needs_residuals`).
 
     Examples
     --------
@@ -98,6 +108,7 @@ class SearchState:
     order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     position: int = 0
     known_losses: dict[str, float] = field(default_factory=dict)
+    known_residuals: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def start(cls, step_size: float, shape: tuple[int, ...], seed: int,
@@ -112,15 +123,18 @@ class SearchState:
         value = self.moments.get(name)
         return np.zeros_like(like, np.float32) if value is None else value
 
-    def next_batch(self, rng: np.random.Generator, n_samples: int,
-                   batch_size: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def next_batch(self, rng: np.random.Generator, n_samples: int, batch_size: int,
+                   drop_last: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
         """The next batch (sorted indices), and the order and position after it.
 
         Epochs as in minibatch training: a fresh random order of the inputs, cut into
-        consecutive batches (the last one may be smaller). ``self`` is not changed.
+        consecutive batches (the last one may be smaller; with ``drop_last``, a last one
+        smaller than ``batch_size`` is skipped, as in PyTorch's ``DataLoader``, unless
+        the inputs are fewer than a batch). ``self`` is not changed.
         """
         order, position = self.order, self.position
-        if position >= len(order):
+        left = len(order) - position
+        if left <= 0 or (drop_last and left < min(batch_size, n_samples)):
             order, position = rng.permutation(n_samples), 0
         idx = np.sort(order[position : position + batch_size])
         return idx, order, position + len(idx)
@@ -141,6 +155,7 @@ class SearchState:
             state["moments"] = ({"first_moment": velocity, "second_moment": second}
                                 if state.get("n_updates") else {"velocity": velocity})
         self.__dict__.update(state)
+        self.__dict__.setdefault("known_residuals", {})  # fairnoise <= 0.2
 
 
 def greedy_update(theta: np.ndarray, state: SearchState, points: Sequence[np.ndarray],
@@ -289,6 +304,12 @@ class Strategy(ABC):
     n_leading: ClassVar[int] = 1
     #: the entries of :attr:`SearchState.moments` the strategy keeps
     moment_names: ClassVar[tuple[str, ...]] = ()
+    #: points of the first round per direction: 2 (an antithetic pair) or 1 (one probe)
+    points_per_direction: ClassVar[int] = 2
+    #: whether an epoch's last batch is skipped when it is smaller than the others
+    drop_last: ClassVar[bool] = False
+    #: whether :meth:`update` reads the residual vectors (``evaluate.residuals``)
+    needs_residuals: ClassVar[bool] = False
 
     def __init__(self, *, momentum: float, step_decay: float,
                  project: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -369,7 +390,88 @@ class SPSASearch(Strategy):
         return theta, value
 
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (SPSASearch, GreedySearch)}
+class GaussNewtonSearch(Strategy):
+    """Gauss–Newton steps on the objective's residual vector, from one probe per direction.
+
+    The objective ``"mean_gap"`` is a squared norm, ``L = ‖r‖² + ρ`` (``r`` the whitened
+    group-mean differences, :meth:`~fairnoise.objectives.Adversary.residuals`; ``ρ`` the
+    regulariser less the sampling-noise correction), and every query returns the whole
+    embedding batch, hence the whole of ``r``, not only ``L``. The first round is
+    ``[θ, p, p + δ_1, ..., p + δ_d]``: the current point, the pending proposal ``p`` (as
+    in :class:`SPSASearch`, ``θ`` before the first) and one probe per direction, ``δ_j``
+    an orthonormal set of ``d = min(n_directions, n_params)`` random directions scaled to
+    the step size per coordinate (``step_size · sqrt(n_params)`` long) and projected onto
+    the feasible set. ``p`` replaces ``θ`` if its loss on the batch is lower (the
+    damping falls), else the damping rises by ``1 / step_decay²``. The secants ``J_j =
+    r(p + δ_j) − r(p)`` then give the linear model ``r(θ + Σ c_j δ_j) ≈ r(θ) + J c``,
+    and the next proposal is ``θ + Σ c_j δ_j`` with ``c`` the Levenberg–Marquardt step
+    ``(JᵀJ + μ·tr(JᵀJ)/d·I) c = −(Jᵀ r(θ) + ∇ρ / 2)`` (``∇ρ`` from the same probes),
+    shortened to at most :data:`TRUST_RADIUS` probe lengths and projected. ``d + 2``
+    losses per iteration; each probe tells the search how every coordinate of ``r``
+    moves, where an SPSA pair tells it one number.
+    """
+
+    name = "gauss_newton"
+    n_leading = 2
+    points_per_direction = 1
+    drop_last = True  # a tiny last batch leaves cells nearly empty: r is then mostly noise
+    needs_residuals = True
+
+    #: initial, smallest and largest Levenberg–Marquardt damping ``μ``
+    DAMPING = (1e-3, 1e-4, 1e4)
+
+    def first_round(self, theta: np.ndarray, state: SearchState,
+                    u: np.ndarray) -> list[np.ndarray]:
+        centre = state.moments.get("proposal", theta)
+        flat = u.reshape(len(u), -1).astype(np.float64)
+        q, _ = np.linalg.qr(flat.T)  # orthonormal columns spanning the directions
+        length = state.step_size * np.sqrt(flat.shape[1])
+        probes = [self.project((centre + length * qj.reshape(centre.shape)).astype(np.float32))
+                  for qj in q.T[: len(u)]]
+        return [theta, centre, *probes]
+
+    def update(self, theta: np.ndarray, state: SearchState, points: Sequence[np.ndarray],
+               losses: np.ndarray, u: np.ndarray, evaluate: Evaluate) -> tuple[np.ndarray, float]:
+        mu0, mu_min, mu_max = self.DAMPING
+        mu = float(state.moments.get("damping", mu0))
+        centre, value = points[1], float(losses[0])
+        if "proposal" in state.moments:
+            if losses[1] < losses[0]:
+                theta, value = centre, float(losses[1])
+                mu = max(mu * self.step_decay**2, mu_min)
+            else:  # the model overreached: a more cautious step next
+                mu = min(mu / self.step_decay**2, mu_max)
+        state.moments["damping"] = np.asarray(mu)
+        residuals = np.asarray(evaluate.residuals(points), np.float64)  # type: ignore[attr-defined]
+        rest = np.asarray(losses, np.float64) - (residuals**2).sum(axis=1)  # ρ at each point
+        base = 0 if theta is points[0] else 1
+        deltas = np.stack([(p - centre).reshape(-1) for p in points[2:]]).astype(np.float64)
+        keep = np.linalg.norm(deltas, axis=1) > 1e-12  # a probe projected onto p says nothing
+        if not keep.any():
+            state.moments["proposal"] = theta
+            return theta, value
+        deltas = deltas[keep]
+        J = (residuals[2:][keep] - residuals[1]).T
+        grad_rest = rest[2:][keep] - rest[1]
+        H = J.T @ J
+        ridge = mu * max(float(np.trace(H)) / len(H), 1e-12) + 1e-12
+        c = np.linalg.solve(H + ridge * np.eye(len(H)), -(J.T @ residuals[base] + grad_rest / 2))
+        step = c @ deltas
+        limit = TRUST_RADIUS * float(np.linalg.norm(deltas, axis=1).max())
+        norm = float(np.linalg.norm(step))
+        if norm > limit:
+            step *= limit / norm
+        state.moments["proposal"] = self.project(
+            (theta.reshape(-1) + step).reshape(theta.shape).astype(np.float32))
+        state.n_updates += 1
+        return theta, value
+
+
+#: longest Gauss–Newton step, in probe lengths (the linear model is trusted this far)
+TRUST_RADIUS = 5.0
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (SPSASearch, GreedySearch, GaussNewtonSearch)}
 """The strategies by name (the ``strategy`` parameter and its validation read this)."""
 
 
@@ -412,21 +514,23 @@ def zeroth_order_search(
         # all random draws of the iteration come first, and are committed to the state
         # only once it completes: a failed iteration is replayed as it was
         rng.bit_generator.state = state.rng_state
-        idx, order, position = state.next_batch(rng, n_samples, batch_size)
+        idx, order, position = state.next_batch(rng, n_samples, batch_size,
+                                                strategy.drop_last)
         u = rng.standard_normal((n_directions, *theta.shape), dtype=np.float32)
         points = strategy.first_round(theta, state, u)
-        lead = strategy.n_leading
-        n_dirs = n_directions
+        lead, per = strategy.n_leading, strategy.points_per_direction
+        n_dirs = (len(points) - lead) // per
         if remaining is not None:
             n_dirs = _affordable_directions(loss, idx, points, strategy.followups, remaining(),
-                                            lead)
+                                            lead, per)
         if n_dirs == 0:
             break
-        points = points[: lead + 2 * n_dirs]
+        points = points[: lead + per * n_dirs]
         evaluate = loss.on(idx)
         theta, value = strategy.update(theta, state, points, evaluate(points), u[:n_dirs],
                                        evaluate)
         state.known_losses.clear()
+        state.known_residuals.clear()
         state.rng_state = rng.bit_generator.state
         state.order, state.position = order, position
         n_iter += 1
@@ -436,14 +540,17 @@ def zeroth_order_search(
 
 
 def _affordable_directions(loss: QueryLoss, idx: np.ndarray, points: Sequence[np.ndarray],
-                           followups: int, remaining: float, n_leading: int = 1) -> int:
+                           followups: int, remaining: float, n_leading: int = 1,
+                           per_direction: int = 2) -> int:
     """Most directions whose iteration fits the remaining budget (0: none does).
 
-    ``points`` holds ``n_leading`` points, then the antithetic pairs. The losses already
-    known cost nothing; a follow-up query is reserved in full.
+    ``points`` holds ``n_leading`` points, then ``per_direction`` points per direction
+    (an antithetic pair, or one probe). The losses already known cost nothing; a
+    follow-up query is reserved in full.
     """
     unpaid = loss.unpaid(idx, points)
-    for n_dirs in range((len(points) - n_leading) // 2, 0, -1):
-        if (int(unpaid[n_leading - 1 + 2 * n_dirs]) + followups) * len(idx) <= remaining:
+    for n_dirs in range((len(points) - n_leading) // per_direction, 0, -1):
+        last = n_leading - 1 + per_direction * n_dirs
+        if (int(unpaid[last]) + followups) * len(idx) <= remaining:
             return n_dirs
     return 0

@@ -20,6 +20,9 @@ same frozen encoder, and scores on the same unconfounded test set:
   steps (``SMALL_STEPS`` of ``benchmarks/gezo_queries.py``: 3 directions, step 0.3,
   batches of 48) and the same budget; its targets and never-harm line are reported
   beside the defaults';
+* **GeZO (Gauss–Newton)** (``--gauss-newton`` only): the same, with
+  ``strategy="gauss_newton"`` (Levenberg–Marquardt steps on the objective's residual
+  vector, one probe per direction) and the same budget, reported beside the defaults;
 * **GeZO (small steps, then defaults)** (``--schedule`` only): one search over the same
   budget in two warm-started fits: small steps for the first ``SCHEDULE_SHARE`` (20 %) of
   the budget, then the default ``n_directions`` and ``batch_size`` for the rest (the
@@ -151,8 +154,12 @@ ERM, ORACLE = "ERM", "Oracle"
 DNE_PAPER, DNE_PREV, DNE = "DNE (paper)", "DNE (previous defaults)", "DNE (defaults)"
 GEZO, GEZO_SMALL = "GeZO (defaults)", "GeZO (small steps)"
 GEZO_SCHEDULE = "GeZO (small steps, then defaults)"
+GEZO_GN = "GeZO (Gauss–Newton)"
+#: the Gauss–Newton row's parameters
+GAUSS_NEWTON = dict(strategy="gauss_newton")
 LEACE, CR = "LEACE", "CorrelationRemover"
-METHODS = (ERM, DNE_PAPER, DNE_PREV, DNE, GEZO, GEZO_SMALL, GEZO_SCHEDULE, LEACE, CR, ORACLE)
+METHODS = (ERM, DNE_PAPER, DNE_PREV, DNE, GEZO, GEZO_SMALL, GEZO_SCHEDULE, GEZO_GN, LEACE, CR,
+           ORACLE)
 #: one colour per method, the same in every panel and figure (fairnoise.plotting's map)
 METHOD_COLOURS = {m: method_colour(m) for m in METHODS}
 PAPER = dict(edit="additive", objective="neg_ce", conditional=False, lambda_reg=1e-3,
@@ -180,7 +187,7 @@ CV_FOLDS = 5
 #: the methods the never-harm target judges, and the paired bootstrap behind its intervals:
 #: resamples of the test set (stratified by group × class), the same ones for every method
 #: of a seed, and the interval's coverage
-HARM_METHODS = (DNE, GEZO, GEZO_SMALL, GEZO_SCHEDULE)
+HARM_METHODS = (DNE, GEZO, GEZO_SMALL, GEZO_SCHEDULE, GEZO_GN)
 HARM_BOOT = 500
 HARM_LEVEL = 0.95
 #: a method's harm against ERM on the test set, the interval's bounds (CSV columns)
@@ -388,7 +395,8 @@ def clean_embeddings(cache: dict, key: tuple, enc: TorchEncoder, data: dict, whi
 def run_seed(tr: dict, te: dict, encoder: torch.nn.Module, seed: int, *, oracle: bool,
              dne_epochs: int | None, mlp: bool, log, cache: dict | None = None,
              key: tuple = (), previous: bool = True,
-             small_steps: bool = False, schedule: bool = False) -> list[dict]:
+             small_steps: bool = False, schedule: bool = False,
+             gauss_newton: bool = False) -> list[dict]:
     """Fit every method on one training set and score it on the test set."""
     cache = {} if cache is None else cache
     enc = TorchEncoder(encoder, batch_size=256)
@@ -435,7 +443,8 @@ def run_seed(tr: dict, te: dict, encoder: torch.nn.Module, seed: int, *, oracle:
     # (row, parameters, parameters of a first warm-started fit on part of the budget)
     searches = ([(GEZO, {}, None)] + ([(GEZO_SMALL, SMALL_STEPS, None)] if small_steps
                                       else [])
-                + ([(GEZO_SCHEDULE, {}, SMALL_STEPS)] if schedule else []))
+                + ([(GEZO_SCHEDULE, {}, SMALL_STEPS)] if schedule else [])
+                + ([(GEZO_GN, GAUSS_NEWTON, None)] if gauss_newton else []))
     budget = GEZO_BUDGET_FACTOR * dne_images
     for name, params, first in searches:
         counting.images = 0
@@ -504,23 +513,24 @@ def csv_split(path: str, image_root: str | None, image_size: int, seed: int):
 
 def estimate_seconds(encoder: str, n_train: int, n_test: int, n_runs: int, epochs: int,
                      previous: bool, mlp: bool = True, small_steps: bool = False,
-                     schedule: bool = False) -> float:
+                     schedule: bool = False, gauss_newton: bool = False) -> float:
     """A rough wall time on 2 cores: encoder images over the encoder's measured speed.
 
     Per (scenario, seed): three or four DNE fits of up to ``epochs`` epochs (about half
     that on average, early stopping), GeZO's 5× budget of forward passes, the
     transforms and the clean embeddings, about 2 s of set-up per fit, and the probes and
     heads of every method (about 2.5 s per 1,000 images with the MLP probe, 1.2 without);
-    ``small_steps`` and ``schedule`` add a GeZO fit each.
+    ``small_steps``, ``schedule`` and ``gauss_newton`` add a GeZO fit each.
     """
     speed = ENCODERS[encoder]
     n_dne = 3 + int(previous)
     dne_images = n_train * (1 + epochs / 2)
     backward = n_dne * dne_images
-    n_gezo = 1 + int(small_steps) + int(schedule)
+    n_gezo = 1 + int(small_steps) + int(schedule) + int(gauss_newton)
     forward = (n_gezo * GEZO_BUDGET_FACTOR * dne_images
                + (n_dne + n_gezo + 2) * (n_train + n_test))
-    n_methods = len(METHODS) - int(not previous) - int(not small_steps) - int(not schedule)
+    n_methods = (len(METHODS) - int(not previous) - int(not small_steps) - int(not schedule)
+                 - int(not gauss_newton))
     scoring = (2.5 if mlp else 1.2) * n_methods * (n_train + n_test) / 1000
     per_run = (backward / speed["fwd_bwd"] + forward / speed["fwd"] + scoring
                + 2.0 * (n_dne + 1))
@@ -582,7 +592,7 @@ def targets(frame: pd.DataFrame, scenario: str) -> list[str]:
     m = frame.groupby("method")[list(COLUMNS)].mean()
     localized = SCENARIOS.get(scenario, (None, False))[1]
     out = []
-    for method in [k for k in (DNE, GEZO, GEZO_SMALL, GEZO_SCHEDULE) if k in m.index]:
+    for method in [k for k in (DNE, GEZO, GEZO_SMALL, GEZO_SCHEDULE, GEZO_GN) if k in m.index]:
         eo = closed(frame, method, "EOdds gap")
         auc, erm_auc = m.loc[method, "task AUC"], m.loc[ERM, "task AUC"]
         auc_ok = auc >= erm_auc - 0.01
@@ -601,8 +611,8 @@ def targets(frame: pd.DataFrame, scenario: str) -> list[str]:
                        f"({pct(best, np.nan)}): {pct(*eo)}, {auc_text} (≥ ERM − 0.01): "
                        f"{verdict(ok)}")
     if localized:
-        out += [f"- {black_box_parity(m, k)}" for k in (GEZO, GEZO_SMALL, GEZO_SCHEDULE)
-                if k in m.index]
+        out += [f"- {black_box_parity(m, k)}"
+                for k in (GEZO, GEZO_SMALL, GEZO_SCHEDULE, GEZO_GN) if k in m.index]
     paper_change = m.loc[DNE_PAPER, "EOdds gap"] - m.loc[ERM, "EOdds gap"]
     out.append(f"- For reference, the paper's settings: equalized odds "
                f"{m.loc[DNE_PAPER, 'EOdds gap']:.3f} (ERM {m.loc[ERM, 'EOdds gap']:.3f}, "
@@ -760,6 +770,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schedule", action="store_true",
                         help="also fit GeZO in small steps for the first 20 %% of the budget, "
                              "then at the default directions and batch size (warm start)")
+    parser.add_argument("--gauss-newton", action="store_true",
+                        help="also fit GeZO with strategy='gauss_newton' at the same budget, "
+                             "reported beside the defaults")
     parser.add_argument("--csv", help="an on-disk data set: CSV of path, label, group")
     parser.add_argument("--image-root", help="folder the CSV's paths start from")
     parser.add_argument("--quick", action="store_true",
@@ -795,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
         n_train, n_test = sizes_n[encoder]
         seconds = estimate_seconds(encoder, n_train, n_test, runs, epochs, previous,
                                    mlp=not args.quick, small_steps=args.small_steps,
-                                   schedule=args.schedule)
+                                   schedule=args.schedule, gauss_newton=args.gauss_newton)
         log(f"estimated wall time on 2 cores, {encoder}: ~{seconds / 60:.1f} min "
             f"({runs} scenario × seed runs, {n_train} train / {n_test} test images)")
 
@@ -814,7 +827,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows += run_seed(tr, te, module, seed, oracle=False, dne_epochs=dne_epochs,
                                  mlp=not args.quick, log=log, previous=previous,
                                  small_steps=args.small_steps,
-                                 schedule=args.schedule)
+                                 schedule=args.schedule, gauss_newton=args.gauss_newton)
             frames[(encoder, Path(args.csv).name)] = pd.DataFrame(rows)
             continue
         for scenario in scenarios:
@@ -828,7 +841,7 @@ def main(argv: list[str] | None = None) -> int:
                                  mlp=not args.quick, log=log, cache=cache,
                                  key=(encoder, scenario, seed), previous=previous,
                                  small_steps=args.small_steps,
-                                 schedule=args.schedule)
+                                 schedule=args.schedule, gauss_newton=args.gauss_newton)
             frames[(encoder, scenario)] = pd.DataFrame(rows).assign(encoder=encoder)
     minutes = (time.perf_counter() - start) / 60
 

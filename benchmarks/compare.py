@@ -135,7 +135,10 @@ import numpy as np
 import pandas as pd
 import sklearn
 import torch
-from gezo_queries import SMALL_STEPS  # this folder's GeZO benchmark: its small steps
+from gezo_queries import (  # this folder's GeZO benchmark: its small steps, Gauss–Newton
+    GAUSS_NEWTON_STEPS,
+    SMALL_STEPS,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -155,8 +158,6 @@ DNE_PAPER, DNE_PREV, DNE = "DNE (paper)", "DNE (previous defaults)", "DNE (defau
 GEZO, GEZO_SMALL = "GeZO (defaults)", "GeZO (small steps)"
 GEZO_SCHEDULE = "GeZO (small steps, then defaults)"
 GEZO_GN = "GeZO (Gauss–Newton)"
-#: the Gauss–Newton row's parameters
-GAUSS_NEWTON = dict(strategy="gauss_newton")
 LEACE, CR = "LEACE", "CorrelationRemover"
 METHODS = (ERM, DNE_PAPER, DNE_PREV, DNE, GEZO, GEZO_SMALL, GEZO_SCHEDULE, GEZO_GN, LEACE, CR,
            ORACLE)
@@ -444,7 +445,7 @@ def run_seed(tr: dict, te: dict, encoder: torch.nn.Module, seed: int, *, oracle:
     searches = ([(GEZO, {}, None)] + ([(GEZO_SMALL, SMALL_STEPS, None)] if small_steps
                                       else [])
                 + ([(GEZO_SCHEDULE, {}, SMALL_STEPS)] if schedule else [])
-                + ([(GEZO_GN, GAUSS_NEWTON, None)] if gauss_newton else []))
+                + ([(GEZO_GN, GAUSS_NEWTON_STEPS, None)] if gauss_newton else []))
     budget = GEZO_BUDGET_FACTOR * dne_images
     for name, params, first in searches:
         counting.images = 0

@@ -120,19 +120,13 @@ class QueryLoss:
         self.known = known
         self.known_residuals = residuals
 
-    def _paid(self) -> set[str]:
-        """Keys whose data loss (and residuals, where they are kept) are already paid for."""
-        if self.known_residuals is None:
-            return set(self.known)
-        return set(self.known) & set(self.known_residuals)
-
     def unpaid(self, idx: np.ndarray, points: Sequence[np.ndarray]) -> np.ndarray:
         """``out[k]``: how many distinct unpaid points are among ``points[: k + 1]``.
 
         One pass over the points, so a budget check over every prefix is linear in the
         number of points.
         """
-        seen, count, out = self._paid(), 0, np.zeros(len(points), np.int64)
+        seen, count, out = set(self.known), 0, np.zeros(len(points), np.int64)
         for k, p in enumerate(points):
             key = _digest(idx, p)
             if key not in seen:
@@ -155,15 +149,16 @@ class QueryLoss:
         def record(key: str, Z: np.ndarray) -> None:
             with torch.no_grad():
                 z = torch.as_tensor(np.asarray(Z, np.float32), device=_device(loss.data_loss))
-                if kept is not None:  # first: a key in known is then complete
+                # residuals first: a key in known then has them too (both are cleared
+                # together), so known alone says what is paid for
+                if kept is not None:
                     kept[key] = loss.data_loss.residuals(z, idx).cpu().numpy()
                 known[key] = float(loss.data_loss(z, idx))
 
         def evaluate(points: Sequence[np.ndarray]) -> np.ndarray:
             keys = [_digest(idx, p) for p in points]
             todo = dict(zip(keys, points, strict=True))  # unique points, in order
-            paid = self._paid()
-            todo = {k: p for k, p in todo.items() if k not in paid}
+            todo = {k: p for k, p in todo.items() if k not in known}
             if self.embed_many is None:
                 for key, p in todo.items():
                     record(key, edited(p))

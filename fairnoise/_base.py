@@ -36,6 +36,7 @@ from ._guard import (
     LAMBDA_UNVALIDATED,
     MIN_PER_CELL,
     MIN_VALIDATION,
+    ROUNDING_THRESHOLD,
     Judge,
     NoSafeEditWarning,
     holdout_split,
@@ -352,7 +353,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             path = self._lambda_path(validated=True)
             for i, lam in enumerate(path):
                 # kept back for the guard: one pass per input-edit candidate still to judge
-                with self._holding_back(len(X) * (len(path) - i)):
+                with self._holding_back(len(X) * (len(path) - i) * (1 + self._rounds())):
                     self._optimise(X_tr, adversary, lambda_reg=lam, held_out=held_out,
                                    warm=i > 0)
                 curves.append(list(self.loss_curve_))
@@ -363,6 +364,8 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                 previous = edit
                 judge_edit(self._edit_name(), edit, self._embed_again(X, edit), lam,
                            candidates)
+                for name, variant in self._variants(edit, len(X)):
+                    judge_edit(name, variant, self._embed_again(X, variant), lam, candidates)
             candidates += last
             verdicts = [verdict.result() for _, verdict in candidates]
         judge.rows.extend(row for row, _ in verdicts)
@@ -429,6 +432,28 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
 
     def _edit_name(self) -> str:
         return f"{self.edit} edit"
+
+    def _rounds(self) -> bool:
+        """Whether the guard also judges each learned mask rounded to its bounds."""
+        return False
+
+    def _variants(self, edit: FittedEdit, n_samples: int) -> list[tuple[str, FittedEdit]]:
+        """More candidates made from a learned ``edit``, judged right after it.
+
+        With :meth:`_rounds`: the mask rounded to its bounds, every cell either kept as it
+        is (below one half) or replaced by the fill outright. A cell the search only
+        dimmed still shows the shortcut to a fresh probe, and a faint blend over the
+        other cells can cancel the group-mean difference the objective sees without
+        removing anything; the rounded mask keeps what the search found to matter and
+        drops the rest. Not judged when rounding changes nothing or gives the identity.
+        """
+        if not self._rounds():
+            return []
+        rounded = (edit.param >= ROUNDING_THRESHOLD).astype(np.float32)
+        if not rounded.any() or np.array_equal(rounded, edit.param):
+            return []
+        return [(f"{self._edit_name()}, rounded",
+                 self._space.fitted(torch.from_numpy(rounded), self._fill))]
 
     def _start(self, X: Any) -> Any:
         """What every new fit does first: validate, wrap the encoder, set up the edit."""

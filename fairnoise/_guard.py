@@ -19,6 +19,11 @@ How a candidate is judged (the benchmarks' measures, on the validation part):
   shortcut and would refuse good edits; the weights estimate the AUC on a population
   where group and class are independent.
 
+The candidates: the identity, the learned edit (at each λ of its path), GeZO's learned
+mask rounded to its bounds, intensity standardisation, and each of these followed by the
+embedding eraser (see the transformers' ``erase``, ``standardize`` and
+``validation_fraction``).
+
 The rule: among candidates that lower the leakage by at least ``min_leakage_drop`` and
 cost at most ``auc_tolerance`` of task AUC, against the identity, keep the one with the
 lowest leakage; if there is none, keep the identity and warn.
@@ -50,6 +55,9 @@ LAMBDA_PATHS = {"masked": (0.3, 0.1, 0.03), "additive": (0.1, 0.01, 0.001)}
 PATH_EPOCHS = 3
 #: what ``lambda_reg="auto"`` means when nothing is validated (the earlier default)
 LAMBDA_UNVALIDATED = 0.1
+#: a learned mask's cells at or above this are replaced outright in its rounded candidate
+#: (GeZO), the others kept as they are: each cell goes to its nearer bound
+ROUNDING_THRESHOLD = 0.5
 #: fewest validation samples, and fewest per (class, group) cell, for a verdict
 MIN_VALIDATION, MIN_PER_CELL = 20, 2
 #: folds of the cross-fitted embeddings a leakage probe is trained on (embedding erasers)

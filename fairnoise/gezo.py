@@ -149,7 +149,14 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         learned on all the data (as without ``y``). The guard costs one pass over the
         inputs per input edit judged besides the identity: the standardised pass is sent
         right after the clean one, before the search, and the searched edit's after it;
-        the search keeps back what the latter needs from ``max_queries``.
+        the search keeps back what the latter needs from ``max_queries``. With
+        ``edit="masked"`` the searched mask is also judged *rounded to its bounds*
+        (``"masked edit, rounded"``: cells at or above one half replaced by the fill
+        outright, the others kept as they are): the search often dims a cell where
+        replacing it removes the shortcut, and a faint blend over other cells can cancel
+        the group-mean gap the objective sees while a fresh probe still reads the group.
+        One more pass, kept back the same way (and not sent where rounding changes
+        nothing or gives the identity).
     auc_tolerance : float, default=0.01
         Largest loss of balanced validation task AUC a candidate may cost.
     min_leakage_drop : float, default=0.02
@@ -562,6 +569,15 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         super()._store_identity(X)
         self.search_state_ = None  # nothing to continue: a warm start begins a new search
         self.__dict__.pop("_search_param", None)
+
+    def _rounds(self) -> bool:
+        return self.edit == "masked"
+
+    def _variants(self, edit: FittedEdit, n_samples: int) -> list[tuple[str, FittedEdit]]:
+        meter = getattr(self, "_meter", None)
+        if self._encoder is not None and meter is not None and meter.remaining < n_samples:
+            return []  # a budget the search left no room in: no pass for the rounded mask
+        return super()._variants(edit, n_samples)
 
     def _judges_while_querying(self) -> bool:
         return self._encoder is not None and self.n_jobs is not None and self.n_jobs > 1

@@ -55,9 +55,11 @@ def test_gauss_newton_probes_at_most_one_direction_per_parameter(monkeypatch):
                              random_state=0)
     t.fit(X, y, sensitive_features=a)
     # the probe's embedding (128), then iterations of (1 + 16) and (2 + 16) batches of 128,
-    # the last with the directions that still fit
+    # the last with the directions that still fit; one pass of the inputs is held back
+    # for the rounded mask, unused where rounding changes nothing
     assert t.n_iter_ == 3
-    assert budget_left(t, 5_000) < 128
+    rounded = "masked edit, rounded" in set(t.validation_["candidate"])
+    assert budget_left(t, 5_000) < 128 * (1 if rounded else 2)
     assert 0 < counter.calls <= 2_000
 
 

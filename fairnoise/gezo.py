@@ -30,7 +30,7 @@ from .encoders import (
     TorchEncoder,
     as_black_box,
 )
-from .objectives import Adversary
+from .objectives import SUM_OF_SQUARES, Adversary
 from .optim import (
     STRATEGIES,
     EditLoss,
@@ -451,7 +451,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             overflowed (``step_size`` far too large; the best edit so far is kept).
         """
         self._validate_params()
-        if STRATEGIES[self.strategy].needs_residuals and self.objective != "mean_gap":
+        if STRATEGIES[self.strategy].needs_residuals and self.objective not in SUM_OF_SQUARES:
             raise ValueError(
                 f"strategy={self.strategy!r} models the residual vector of the 'mean_gap' "
                 f"objective, and objective={self.objective!r} has none. Use "
@@ -687,6 +687,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         project = numpy_projection(space, self.max_norm)
         strategy = STRATEGIES[self.strategy](momentum=self.momentum, step_decay=self.step_decay,
                                              project=project)
+        probed = strategy.probed_directions(self.n_directions, space.n_params)
         if self._continuing():
             # from where the search stood, which the guard's choice (edit_) may not be
             theta = getattr(self, "_search_param", None)
@@ -713,7 +714,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         # the bar's total is what will run: max_iter, or fewer where max_queries ends first
         planned = (max_iter if self._encoder is None else
                    _planned_iterations(self._meter.remaining, state, len(X), self.batch_size,
-                                       self._directions(strategy, space),
+                                       probed,
                                        strategy.n_leading + strategy.followups,
                                        self.n_iter_, max_iter, strategy.points_per_direction,
                                        strategy.drop_last))
@@ -758,8 +759,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         elif self.n_iter_ > start_iter and np.array_equal(self.edit_.param, start):
             ran = self.n_iter_ - start_iter
             if strategy.n_leading == 2 and ran == 1:
-                per_iteration = (strategy.points_per_direction * self._directions(strategy, space)
-                                 + 2) * self.batch_size
+                per_iteration = (strategy.points_per_direction * probed + 2) * self.batch_size
                 why = (f"{self.strategy!r} scores a step on the batch of the iteration after "
                        "the one that proposes it, so a single iteration cannot move the edit. "
                        f"Raise max_queries (an iteration sends up to {per_iteration} images "
@@ -772,12 +772,6 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             warnings.warn(
                 f"GeZO's search ran {ran} iteration(s) and ended where it started, so the "
                 f"edit is {unchanged}. {why}.", UserWarning, stacklevel=4)
-
-    def _directions(self, strategy: Any, space: Any) -> int:
-        """Directions a full iteration probes (Gauss–Newton: at most one per parameter)."""
-        if strategy.points_per_direction == 1:
-            return min(self.n_directions, space.n_params)
-        return self.n_directions
 
     def _embed_many(self) -> Any:
         """The encoder's embeddings of several batches, concurrently (None: features)."""

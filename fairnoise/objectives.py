@@ -39,6 +39,8 @@ from ._linalg import ledoit_wolf_shrinkage, thin_svd
 from .probe import TorchProbe
 
 OBJECTIVES = ("neg_ce", "confusion", "mean_gap")
+#: the objectives whose loss is a squared norm of residuals (:meth:`Adversary.residuals`)
+SUM_OF_SQUARES = ("mean_gap",)
 
 #: The sampling-noise correction of ``"mean_gap"`` uses at most this multiple of the clean
 #: embeddings' within-cell variance: loose enough that a batch's natural fluctuation
@@ -59,6 +61,25 @@ def confusion(logits: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
     return (prior * (log_prior - log_p)).sum(dim=1).mean()
 
 
+def _cell_means(z: torch.Tensor, cell: torch.Tensor, n_groups: int,
+                n_classes: int) -> tuple[torch.Tensor, ...]:
+    """What :func:`mean_gap` and :func:`mean_gap_residuals` share, per (class, group) cell:
+    the sample means (one row per cell), the counts (``n_classes × n_groups``, zero for a
+    cell with fewer than two samples), the means as ``n_classes × n_groups × E``, the
+    group shares within each class and the class means (``n_classes × 1 × E``)."""
+    n, e = z.shape
+    n_cells = n_groups * n_classes
+    zeros = torch.zeros(n_cells, dtype=z.dtype, device=z.device)
+    cnt = zeros.index_add(0, cell, torch.ones(n, dtype=z.dtype, device=z.device))
+    s1 = torch.zeros(n_cells, e, dtype=z.dtype, device=z.device).index_add(0, cell, z)
+    flat_mean = s1 / cnt.clamp_min(1)[:, None]
+    cnt = torch.where(cnt >= 2, cnt, torch.zeros_like(cnt)).reshape(n_classes, n_groups)
+    mean = flat_mean.reshape(n_classes, n_groups, e)
+    p = cnt / cnt.sum(dim=1, keepdim=True).clamp_min(1)  # group shares within each class
+    cls_mean = (p[..., None] * mean).sum(dim=1, keepdim=True)
+    return flat_mean, cnt, mean, p, cls_mean
+
+
 def mean_gap(z: torch.Tensor, cell: torch.Tensor, n_groups: int, n_classes: int,
              var_cap: torch.Tensor | None = None) -> torch.Tensor:
     """Squared gap between group means and class means of ``z`` (see the module docstring).
@@ -73,19 +94,13 @@ def mean_gap(z: torch.Tensor, cell: torch.Tensor, n_groups: int, n_classes: int,
     edits that inflate it.
     """
     n, e = z.shape
-    n_cells = n_groups * n_classes
-    zeros = torch.zeros(n_cells, dtype=z.dtype, device=z.device)
-    cnt = zeros.index_add(0, cell, torch.ones(n, dtype=z.dtype, device=z.device))
-    s1 = torch.zeros(n_cells, e, dtype=z.dtype, device=z.device).index_add(0, cell, z)
-    flat_mean = s1 / cnt.clamp_min(1)[:, None]
+    flat_mean, cnt, mean, p, cls_mean = _cell_means(z, cell, n_groups, n_classes)
     # two-pass variance: Σz² − n·mean² cancels catastrophically in float32 once an edit
     # inflates the embeddings, and the spurious variance then swamps the correction
     dev = z - flat_mean.index_select(0, cell)  # backward: index_add, deterministic on CPU
-    s2 = torch.zeros(n_cells, e, dtype=z.dtype, device=z.device).index_add(0, cell, dev * dev)
-    ok = cnt >= 2
-    cnt = torch.where(ok, cnt, torch.zeros_like(cnt)).reshape(n_classes, n_groups)
+    s2 = torch.zeros(n_groups * n_classes, e, dtype=z.dtype,
+                     device=z.device).index_add(0, cell, dev * dev)
     safe = cnt.clamp_min(2)[..., None]
-    mean = flat_mean.reshape(n_classes, n_groups, e)
     var = s2.reshape(n_classes, n_groups, e) / (safe - 1)
     if var_cap is not None:
         # A spread far above the clean one is not corrected for. Uncapped, an edit
@@ -93,8 +108,6 @@ def mean_gap(z: torch.Tensor, cell: torch.Tensor, n_groups: int, n_classes: int,
         # sample means is rewarded (seen with the additive edit: the estimate fell to
         # about -150 clean gaps while a fresh probe still read the group perfectly).
         var = torch.minimum(var, var_cap)
-    p = cnt / cnt.sum(dim=1, keepdim=True).clamp_min(1)  # group shares within each class
-    cls_mean = (p[..., None] * mean).sum(dim=1, keepdim=True)
     a_j = (p**2)[..., None] * var / safe  # variance each cell mean brings to its class mean
     noise = ((1 - p) ** 2)[..., None] * var / safe + a_j.sum(dim=1, keepdim=True) - a_j
     gap2 = ((mean - cls_mean) ** 2 - noise).mean(dim=2)  # unbiased per-cell squared gap
@@ -111,14 +124,7 @@ def mean_gap_residuals(z: torch.Tensor, cell: torch.Tensor, n_groups: int,
     moves with the edit, which says far more per query than the loss alone.
     """
     n, e = z.shape
-    n_cells = n_groups * n_classes
-    cnt = torch.zeros(n_cells, dtype=z.dtype, device=z.device).index_add(
-        0, cell, torch.ones(n, dtype=z.dtype, device=z.device))
-    s1 = torch.zeros(n_cells, e, dtype=z.dtype, device=z.device).index_add(0, cell, z)
-    mean = (s1 / cnt.clamp_min(1)[:, None]).reshape(n_classes, n_groups, e)
-    cnt = torch.where(cnt >= 2, cnt, torch.zeros_like(cnt)).reshape(n_classes, n_groups)
-    p = cnt / cnt.sum(dim=1, keepdim=True).clamp_min(1)
-    cls_mean = (p[..., None] * mean).sum(dim=1, keepdim=True)
+    _, cnt, mean, _, cls_mean = _cell_means(z, cell, n_groups, n_classes)
     weight = torch.sqrt(cnt / (n * e))[..., None]
     return (weight * (mean - cls_mean)).reshape(-1)
 
@@ -256,7 +262,7 @@ class Adversary:
     @property
     def has_residuals(self) -> bool:
         """Whether the loss is a squared norm :meth:`residuals` can give (``"mean_gap"``)."""
-        return self.objective == "mean_gap"
+        return self.objective in SUM_OF_SQUARES
 
     def residuals(self, z: torch.Tensor, idx: np.ndarray | torch.Tensor) -> torch.Tensor:
         """``r`` with ``loss = ‖r‖² − (noise correction)`` (``"mean_gap"`` only; see

@@ -317,6 +317,11 @@ class Strategy(ABC):
         self.step_decay = step_decay
         self.project = project
 
+    def probed_directions(self, n_directions: int, n_params: int) -> int:
+        """Directions a full iteration probes, of ``n_directions`` drawn over ``n_params``
+        parameters (what the budget plans for)."""
+        return n_directions
+
     def start(self, step_size: float, shape: tuple[int, ...], seed: int) -> SearchState:
         """The state of a new search."""
         return SearchState.start(step_size, shape, seed, self.moment_names)
@@ -419,6 +424,10 @@ class GaussNewtonSearch(Strategy):
 
     #: initial, smallest and largest Levenberg–Marquardt damping ``μ``
     DAMPING = (1e-3, 1e-4, 1e4)
+
+    def probed_directions(self, n_directions: int, n_params: int) -> int:
+        # orthonormal directions: at most one per parameter (first_round's QR)
+        return min(n_directions, n_params)
 
     def first_round(self, theta: np.ndarray, state: SearchState,
                     u: np.ndarray) -> list[np.ndarray]:

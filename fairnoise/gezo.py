@@ -804,8 +804,14 @@ class _FiniteLoss:
     def residuals(self, z: torch.Tensor, idx: Any) -> torch.Tensor:
         return self.adversary.residuals(z, idx)
 
+    def loss_and_residuals(self, z: torch.Tensor, idx: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        value, r = self.adversary.loss_and_residuals(z, idx)
+        return self._finite(value, z), r
+
     def __call__(self, z: torch.Tensor, idx: Any) -> torch.Tensor:
-        value = self.adversary(z, idx)
+        return self._finite(self.adversary(z, idx), z)
+
+    def _finite(self, value: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         if not torch.isfinite(value):
             raise self.owner._overflow_error(
                 f"the loss of an edited batch is {float(value)} (its largest embedding "

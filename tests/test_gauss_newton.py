@@ -132,6 +132,37 @@ def test_only_mean_gap_has_residuals():
         adversary.residuals(torch.as_tensor(Z), np.arange(40))
 
 
+def test_loss_and_residuals_are_the_two_calls_whitened_once(monkeypatch):
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(40, 3)).astype(np.float32)
+    a, y = np.tile([0, 1], 20), np.repeat([0, 1], 20)
+    adversary = Adversary("mean_gap", None, a, y, Z, torch.device("cpu"))
+    idx = np.arange(7, 37)
+    z = torch.as_tensor(Z[idx] + rng.normal(0, 0.1, (30, 3)).astype(np.float32))
+    whiten, calls = adversary.whiten, []
+    monkeypatch.setattr(adversary, "whiten", lambda v: calls.append(1) or whiten(v))
+    loss, r = adversary.loss_and_residuals(z, idx)
+    assert len(calls) == 1
+    assert torch.equal(loss, adversary(z, idx))
+    assert torch.equal(r, adversary.residuals(z, idx))
+    adversary.objective = "confusion"
+    with pytest.raises(ValueError, match="only 'mean_gap' has residuals"):
+        adversary.loss_and_residuals(z, idx)
+
+
+def test_query_loss_keeps_the_losses_of_a_data_loss_without_loss_and_residuals():
+    # a data loss with residuals but no combined call: the two calls, the same values
+    space = NoiseSpace((4,), "additive", None, True)
+    X = np.ones((8, 4), np.float32)
+    known, kept = {}, {}
+    loss = QueryLoss(EditLoss(space, Linear(), 0.0, np.zeros(4, np.float32)),
+                     lambda idx: X[idx], None, known, kept)
+    values = loss.on(np.arange(8))([np.zeros(4, np.float32), np.full(4, 0.5, np.float32)])
+    z = torch.as_tensor(X)
+    assert values[0] == pytest.approx(float(Linear()(z, None)))
+    assert len(known) == len(kept) == 2
+
+
 @pytest.mark.parametrize("objective", ["neg_ce", "confusion"])
 def test_gauss_newton_with_another_objective_is_a_value_error_naming_both(objective):
     X, y, a = make_marker_images(n=64)

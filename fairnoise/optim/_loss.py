@@ -106,7 +106,8 @@ class QueryLoss:
         Data losses already paid for, keyed by a digest of (batch, point); filled in here.
     residuals : dict or None, default=None
         Where to keep, under the same keys, the residual vector of each data loss paid
-        for (``loss.data_loss.residuals(z, idx)``, see
+        for (``loss.data_loss.residuals(z, idx)``, or both at once by its
+        ``loss_and_residuals(z, idx)`` where it has one; see
         :meth:`~fairnoise.objectives.Adversary.residuals`), for a strategy that models
         them (:class:`~fairnoise.optim.GaussNewtonSearch`); ``None``: losses only.
     """
@@ -151,9 +152,16 @@ class QueryLoss:
                 z = torch.as_tensor(np.asarray(Z, np.float32), device=_device(loss.data_loss))
                 # residuals first: a key in known then has them too (both are cleared
                 # together), so known alone says what is paid for
-                if kept is not None:
-                    kept[key] = loss.data_loss.residuals(z, idx).cpu().numpy()
-                known[key] = float(loss.data_loss(z, idx))
+                if kept is None:
+                    known[key] = float(loss.data_loss(z, idx))
+                    return
+                both = getattr(loss.data_loss, "loss_and_residuals", None)
+                if both is None:
+                    value, r = loss.data_loss(z, idx), loss.data_loss.residuals(z, idx)
+                else:  # the embeddings transformed once for both (whitened, for mean_gap)
+                    value, r = both(z, idx)
+                kept[key] = r.cpu().numpy()
+                known[key] = float(value)
 
         def evaluate(points: Sequence[np.ndarray]) -> np.ndarray:
             keys = [_digest(idx, p) for p in points]

@@ -274,8 +274,9 @@ def selected_candidate(transformer) -> str:
     table = getattr(transformer, "validation_", None)
     if table is None or "selected" not in getattr(table, "columns", ()):
         return ""
-    chosen = table.loc[table["selected"].astype(bool), "candidate"]
-    return ", ".join(map(str, chosen))
+    chosen = table.loc[table["selected"].astype(bool)]
+    return ", ".join(str(row["candidate"]) + (" + eraser" if row.get("erase", False) else "")
+                     for _, row in chosen.iterrows())
 
 
 def one_hot(a: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -350,6 +350,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
             if not self._judges_while_querying():
                 work.drain()  # no calls to wait for: judged now, a failure costs no search
             curves, held_curves, X_tr, previous = [], [], RowSubset(X, tr), identity
+            judged_variants: list[np.ndarray] = []
             path = self._lambda_path(validated=True)
             for i, lam in enumerate(path):
                 # kept back for the guard: one pass per input-edit candidate still to judge
@@ -365,6 +366,9 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
                 judge_edit(self._edit_name(), edit, self._embed_again(X, edit), lam,
                            candidates)
                 for name, variant in self._variants(edit, len(X)):
+                    if any(np.array_equal(variant.param, p) for p in judged_variants):
+                        continue  # the λ path's masks often round alike: judged once
+                    judged_variants.append(variant.param)
                     judge_edit(name, variant, self._embed_again(X, variant), lam, candidates)
             candidates += last
             verdicts = [verdict.result() for _, verdict in candidates]
@@ -435,7 +439,7 @@ class BaseNoiseTransformer(TransformerMixin, BaseEstimator):
 
     def _rounds(self) -> bool:
         """Whether the guard also judges each learned mask rounded to its bounds."""
-        return False
+        return self.edit == "masked"
 
     def _variants(self, edit: FittedEdit, n_samples: int) -> list[tuple[str, FittedEdit]]:
         """More candidates made from a learned ``edit``, judged right after it.

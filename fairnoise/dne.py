@@ -109,10 +109,17 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         conditional leakage and a quick task head's AUC, balanced over group × class
         (see ``validation_``). The
         candidate with the lowest leakage among those that lower it by at least
-        ``min_leakage_drop`` at a task-AUC cost of at most ``auc_tolerance`` is kept;
-        when there is none the identity edit is returned with a
+        ``min_leakage_drop`` at a task-AUC cost of at most ``auc_tolerance`` is kept (one
+        with the embedding eraser only if it also beats the best without it by
+        ``min_leakage_drop``: on a few hundred samples an eraser looks blinder than it
+        is); when there is none the identity edit is returned with a
         :class:`~fairnoise.NoSafeEditWarning`. ``None`` or 0: no validation, one edit
-        learned on all the data (as without ``y``).
+        learned on all the data (as without ``y``). With ``edit="masked"`` each mask of
+        the λ path is also judged *rounded to its bounds* (``"masked edit, rounded"``:
+        cells at or above one half replaced by the fill outright, the others kept as they
+        are; each distinct rounded mask once): the fit often dims a cell where replacing
+        it removes the shortcut, and a fresh probe still reads a dimmed one. One more
+        forward pass of the inputs per distinct rounded mask.
     auc_tolerance : float, default=0.01
         Largest loss of balanced validation task AUC a candidate may cost.
     min_leakage_drop : float, default=0.02

@@ -143,8 +143,10 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         conditional leakage and a quick task head's AUC, balanced over group × class
         (see ``validation_``). The
         candidate with the lowest leakage among those that lower it by at least
-        ``min_leakage_drop`` at a task-AUC cost of at most ``auc_tolerance`` is kept;
-        when there is none the identity edit is returned with a
+        ``min_leakage_drop`` at a task-AUC cost of at most ``auc_tolerance`` is kept (one
+        with the embedding eraser only if it also beats the best without it by
+        ``min_leakage_drop``: on a few hundred samples an eraser looks blinder than it
+        is); when there is none the identity edit is returned with a
         :class:`~fairnoise.NoSafeEditWarning`. ``None`` or 0: no validation, one edit
         learned on all the data (as without ``y``). The guard costs one pass over the
         inputs per input edit judged besides the identity: the standardised pass is sent
@@ -569,9 +571,6 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         super()._store_identity(X)
         self.search_state_ = None  # nothing to continue: a warm start begins a new search
         self.__dict__.pop("_search_param", None)
-
-    def _rounds(self) -> bool:
-        return self.edit == "masked"
 
     def _variants(self, edit: FittedEdit, n_samples: int) -> list[tuple[str, FittedEdit]]:
         meter = getattr(self, "_meter", None)

@@ -16,6 +16,9 @@ from fairnoise.metrics import leakage_auc
 from fairnoise.optim import Trace, minimise_minibatch
 
 FAST = dict(max_epochs=3, batch_size=64, random_state=0)
+#: the "spread" shortcut's disease and group directions (orthogonal, over every feature)
+DISEASE = np.array([1, 1, 1, -1, -1, -1]) / np.sqrt(6)
+SHIFT = np.ones(6) / np.sqrt(6)
 
 
 def _confounded_features(n=600, shortcut="column", seed=0, prevalence=0.8):
@@ -28,8 +31,9 @@ def _confounded_features(n=600, shortcut="column", seed=0, prevalence=0.8):
     X[:, 0] += 1.5 * y
     if shortcut == "column":
         X[:, 5] += 2.0 * a
-    elif shortcut == "spread":  # every column but the disease's moves with the group
-        X[:, 1:] += 0.8 * a[:, None]
+    elif shortcut == "spread":  # the disease and the group shift spread over every column:
+        X[:, 0] -= 1.5 * y          # a mask keeps part of the shift or loses the disease
+        X += np.outer(1.5 * y, DISEASE) + np.outer(2.0 * a, SHIFT)
     return X, y, a
 
 
@@ -94,18 +98,19 @@ def test_a_local_shortcut_is_removed_and_the_choice_is_recorded():
 
 
 def test_a_spread_shortcut_is_left_to_the_embedding_eraser():
-    # no mask can remove a shift of five columns without the columns; the eraser can
+    # the group shift is spread over every column, with the disease: no mask removes one
+    # without the other; the eraser can, and beats every input edit by the eraser margin
     X, y, a = _confounded_features(shortcut="spread")
     t = DebiasedNoiseTransformer(**FAST).fit(X, y, sensitive_features=a)
     chosen = t.validation_[t.validation_["selected"]].iloc[0]
     assert chosen["erase"]
     assert t.edit_.eraser is not None
     Z = t.transform(X)
-    for c in (0, 1):  # the within-class group gap (0.8 on five columns) is down to noise
+    for c in (0, 1):  # the within-class group gap (2.0 along one direction) is down to noise
         gap = Z[(y == c) & (a == 1)].mean(0) - Z[(y == c) & (a == 0)].mean(0)
-        assert np.abs(gap[1:]).max() < 0.3 and np.abs(gap[1:]).mean() < 0.15
-    # the disease column survives: a task head still reads it
-    assert np.corrcoef(Z[:, 0], y)[0, 1] > 0.4
+        assert np.linalg.norm(gap) < 0.3
+    # the disease direction survives: a task head still reads it
+    assert np.corrcoef(Z @ DISEASE, y)[0, 1] > 0.4
 
 
 @pytest.mark.parametrize("cls", [DebiasedNoiseTransformer, GeZONoiseTransformer])
@@ -310,3 +315,38 @@ def test_an_inverted_probe_counts_as_leakage():
     Z[:, 5] = 2.0 * (a - 0.5) * flipped  # train: +group, validation: -group
     judge.add("flipped", Z)
     assert judge.rows[0]["cond_leakage"] > 0.9
+
+
+def _judge_with(rows):
+    from fairnoise._guard import Judge
+
+    X, y, a = _confounded_features()
+    judge = Judge(*holdout_split(a, y, 0.2, seed=0), a, y, seed=0)
+    judge.rows = [{"candidate": name, "erase": erase, "cond_leakage": leak, "task_auc": auc}
+                  for name, erase, leak, auc in rows]
+    return judge
+
+
+@pytest.mark.parametrize(("eraser_leak", "chosen"), [
+    (0.5, 2),     # the eraser beats the best plain candidate by more than the drop: kept
+    (0.625, 2),   # by exactly min_leakage_drop (binary fractions, so exactly): kept
+    (0.7, 1),     # by less: within the estimate's noise, the plain candidate is kept
+    (0.8, 1),     # worse: the plain one, as before
+])
+def test_an_erased_candidate_must_beat_the_best_plain_one_by_min_leakage_drop(
+        eraser_leak, chosen):
+    judge = _judge_with([("identity", False, 1.0, 0.9), ("masked edit", False, 0.75, 0.9),
+                         ("masked edit", True, eraser_leak, 0.9),
+                         ("standardize", False, 0.875, 0.9)])
+    assert judge.choose(auc_tolerance=0.01, min_leakage_drop=0.125) == chosen
+
+
+def test_an_erased_candidate_is_kept_where_no_plain_one_is_safe_and_useful():
+    judge = _judge_with([("identity", False, 0.95, 0.90),
+                         ("masked edit", False, 0.70, 0.80),  # costs task AUC
+                         ("standardize", False, 0.94, 0.90),  # removes too little
+                         ("identity", True, 0.69, 0.90)])
+    assert judge.choose(auc_tolerance=0.01, min_leakage_drop=0.02) == 3
+    # and nothing safe and useful at all: the identity
+    judge.rows[3]["task_auc"] = 0.5
+    assert judge.choose(auc_tolerance=0.01, min_leakage_drop=0.02) == 0

@@ -1,4 +1,4 @@
-"""GeZO's guard also judges the learned mask rounded to its bounds (replace, don't dim)."""
+"""The guard also judges each learned mask rounded to its bounds (replace, don't dim)."""
 
 from __future__ import annotations
 
@@ -89,12 +89,44 @@ def test_rounding_is_judged_only_where_it_gives_another_edit(param, judged):
         np.testing.assert_array_equal(rounded.param, param >= ROUNDING_THRESHOLD)
 
 
-def test_no_rounding_for_an_additive_edit_or_the_white_box_class():
+def test_no_rounding_for_an_additive_edit():
     t = fit(max_epochs=1, edit="additive", erase=False, standardize=False)
     assert ROUNDED not in set(t.validation_["candidate"])
     X, y, a = make_marker_images(n=240)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        d = DebiasedNoiseTransformer(make_encoder(), max_epochs=2, noise_resolution=4,
+        d = DebiasedNoiseTransformer(make_encoder(), edit="additive", max_epochs=1,
                                      random_state=0).fit(X, y, sensitive_features=a)
     assert not d.validation_["candidate"].str.contains("rounded").any()
+
+
+def test_the_white_box_class_judges_each_distinct_rounded_mask_of_its_path_once(monkeypatch):
+    X, y, a = make_marker_images(n=240)
+    offered, embedded = [], []
+    variants = DebiasedNoiseTransformer._variants
+    embed_again = DebiasedNoiseTransformer._embed_again
+
+    def spy_variants(self, edit, n):
+        out = variants(self, edit, n)
+        offered.extend(v.param.copy() for _, v in out)
+        return out
+
+    def spy_embed(self, X_, edit):
+        embedded.append(edit.param.copy())
+        return embed_again(self, X_, edit)
+
+    monkeypatch.setattr(DebiasedNoiseTransformer, "_variants", spy_variants)
+    monkeypatch.setattr(DebiasedNoiseTransformer, "_embed_again", spy_embed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = DebiasedNoiseTransformer(make_encoder(), max_epochs=4, noise_resolution=4,
+                                     erase=False, standardize=False,
+                                     random_state=0).fit(X, y, sensitive_features=a)
+    distinct = [p for i, p in enumerate(offered)
+                if not any(np.array_equal(p, q) for q in offered[:i])]
+    assert len(offered) > len(distinct) >= 1  # the λ path's masks rounded alike here
+    rows = d.validation_[d.validation_["candidate"] == ROUNDED]
+    assert len(rows) == len(distinct)  # each judged once, by one pass of the inputs
+    assert sum(any(np.array_equal(e, p) for p in distinct) for e in embedded) == len(distinct)
+    for p in distinct:  # binary: every cell kept or replaced outright
+        assert set(np.unique(p)) <= {0.0, 1.0}

@@ -113,7 +113,8 @@ class DebiasedNoiseTransformer(BaseNoiseTransformer):
         with the embedding eraser only if it also beats the best without it by 0.1: on
         a few hundred samples an eraser looks blinder than it is); when there is none
         the identity edit is returned with a :class:`~fairnoise.NoSafeEditWarning`.
-        ``None`` or 0: no validation, one edit learned on all the data (as without ``y``). With ``edit="masked"`` each mask of
+        ``None`` or 0: no validation, one edit learned on all the data (as without ``y``).
+        With ``edit="masked"`` each mask of
         the λ path is also judged *rounded to its bounds* (``"masked edit, rounded"``:
         cells at or above one half replaced by the fill outright, the others kept as they
         are; each distinct rounded mask once): the fit often dims a cell where replacing

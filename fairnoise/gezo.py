@@ -147,7 +147,8 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         with the embedding eraser only if it also beats the best without it by 0.1: on
         a few hundred samples an eraser looks blinder than it is); when there is none
         the identity edit is returned with a :class:`~fairnoise.NoSafeEditWarning`.
-        ``None`` or 0: no validation, one edit learned on all the data (as without ``y``). The guard costs one pass over the
+        ``None`` or 0: no validation, one edit learned on all the data (as without ``y``).
+        The guard costs one pass over the
         inputs per input edit judged besides the identity: the standardised pass is sent
         right after the clean one, before the search, and the searched edit's after it;
         the search keeps back what the latter needs from ``max_queries``. With

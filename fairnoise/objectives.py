@@ -268,23 +268,28 @@ class Adversary:
     def residuals(self, z: torch.Tensor, idx: np.ndarray | torch.Tensor) -> torch.Tensor:
         """``r`` with ``loss = ‖r‖² − (noise correction)`` (``"mean_gap"`` only; see
         :func:`mean_gap_residuals`), on the loss's scale."""
-        if not self.has_residuals:
-            raise ValueError(f"the {self.objective!r} objective is not a sum of squares; "
-                             "only 'mean_gap' has residuals.")
-        return self.loss_and_residuals(z, idx)[1]
+        a, cls = self._residual_cells(idx)
+        return self._residuals(self.whiten(z), a, cls)
 
     def loss_and_residuals(self, z: torch.Tensor,
                            idx: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss and :meth:`residuals` of one batch, whitened once for both
         (``"mean_gap"`` only): the same values as the two calls, at half the cost."""
+        a, cls = self._residual_cells(idx)
+        zs = self.whiten(z)
+        return self._gap(z, a, cls, zs), self._residuals(zs, a, cls)
+
+    def _residual_cells(self, idx: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Group and class codes of the samples ``idx``, for an objective with residuals."""
         if not self.has_residuals:
             raise ValueError(f"the {self.objective!r} objective is not a sum of squares; "
                              "only 'mean_gap' has residuals.")
         idx = torch.as_tensor(idx, device=self.device)
-        a, cls = self.a[idx], self.cls[idx]
-        zs = self.whiten(z)
+        return self.a[idx], self.cls[idx]
+
+    def _residuals(self, zs: torch.Tensor, a: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
         r = mean_gap_residuals(zs, cls * self.n_groups + a, self.n_groups, self.n_classes)
-        return self._gap(z, a, cls, zs), r / float(np.sqrt(self.gap0))
+        return r / float(np.sqrt(self.gap0))
 
     def __call__(self, z: torch.Tensor, idx: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Loss of the embeddings ``z`` of the training samples ``idx`` (differentiable)."""

@@ -376,7 +376,7 @@ GREEDY, SPSA = ("GeZO greedy, paper settings (8 × 8 bilinear)",
                 "GeZO spsa (4 × 4 cells)")
 PREVIOUS = "GeZO previous defaults (spsa, 8 × 8 bilinear)"
 SMALL = "GeZO small steps (spsa, 4 × 4 cells, C = 3, step 0.3, batch 48)"
-GAUSS_NEWTON = "GeZO defaults: Gauss–Newton (4 × 4 cells, C ≤ 14, batch 128)"
+GAUSS_NEWTON = "GeZO defaults: Gauss–Newton (4 × 4 cells, C ≤ 10, batch 128)"
 #: the wall-time table's fits: label, parameters, guarded
 WALL_RUNS = [("spsa, search only", dict(strategy="spsa"), False),
              ("greedy, search only", dict(strategy="greedy"), False),
@@ -556,8 +556,8 @@ responses recorded from one fit against the local encoder, after sleeping 50 ms 
 its recorded response, a hash of every pixel). Times are the fastest of three fits each
 (the client's CPU work is slowed at random by other jobs on a shared machine; the waiting
 is not). An iteration is 22 independent calls for spsa (three rounds at
-`n_jobs=8`), 8 for the small steps (one round) and 16 for Gauss–Newton (its 14 probes,
-the current point and the proposal: two full rounds). "waiting s": calls
+`n_jobs=8`), 8 for the small steps (one round) and 12 for Gauss–Newton (its 10 probes,
+the current point and the proposal: two rounds, the second a half). "waiting s": calls
 × 50 ms, the serial floor. "most in flight": the most calls the
 threaded fit had open at once. "identical": both timed fits found exactly the recorded
 fit's edit and spent the same images. The issue's target: n_jobs=8 at most 1/5

@@ -178,18 +178,15 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         text (``benchmarks/gezo_queries.py``); ``"spsa"`` otherwise. The fitted
         ``strategy_`` names the one used. See
         :mod:`fairnoise.optim`.
-    n_directions : int or "auto", default="auto"
+    n_directions : int, default=10
         Random directions per iteration: ``"spsa"`` and ``"greedy"`` score each with
-        both signs, ``"gauss_newton"`` probes each once (at most one per parameter).
-        ``"auto"``: 14 for ``"gauss_newton"``, so that an iteration is 16 independent
-        queries (whole rounds at ``n_jobs`` = 2, 4, 8 or 16), and 10 for the others (an
-        ``"spsa"`` iteration is then 22 queries). On a small budget (a few thousand
-        images), fewer directions on smaller batches (``strategy="spsa", n_directions=3,
-        batch_size=48, step_size=0.3``: seven times as many, cheaper iterations) lower the
-        SPSA objective several times faster per image (``benchmarks/gezo_queries.py``); the
-        defaults are the settings measured end to end with the guard at larger budgets
-        (``benchmarks/compare.py``). With 3, an ``"spsa"`` iteration is 8 independent
-        queries: one round trip at ``n_jobs=8``.
+        both signs, ``"gauss_newton"`` probes each once (at most one per parameter). On a
+        small budget (a few thousand images), fewer directions on smaller batches
+        (``strategy="spsa", n_directions=3, batch_size=48, step_size=0.3``: seven times as
+        many, cheaper iterations) lower the SPSA objective several times faster per image
+        (``benchmarks/gezo_queries.py``); the defaults are the settings measured end to end
+        with the guard at larger budgets (``benchmarks/compare.py``). With 3, an
+        ``"spsa"`` iteration is 8 independent queries: one round trip at ``n_jobs=8``.
     step_size : float, default=0.2
         Initial step :math:`s`, in parameter units (input units for noise, mask fraction
         for the mask): the scale of the random perturbations and, for ``"spsa"``, Adam's
@@ -332,8 +329,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         "noise_resolution": [StrOptions({"auto"}),
                              *BaseNoiseTransformer._parameter_constraints["noise_resolution"]],
         "strategy": [StrOptions({"auto", *STRATEGIES})],
-        "n_directions": [Interval(numbers.Integral, 1, None, closed="left"),
-                         StrOptions({"auto"})],
+        "n_directions": [Interval(numbers.Integral, 1, None, closed="left")],
         "step_size": [Interval(numbers.Real, 0, None, closed="neither")],
         "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "step_decay": [Interval(numbers.Real, 0, 1, closed="right")],
@@ -365,7 +361,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         auc_tolerance: float = 0.01,
         min_leakage_drop: float = 0.02,
         strategy: str = "auto",
-        n_directions: int | str = "auto",
+        n_directions: int = 10,
         step_size: float = 0.2,
         momentum: float = 0.9,
         step_decay: float = 0.95,
@@ -701,12 +697,6 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             return "gauss_newton"
         return "spsa"
 
-    def _resolved_directions(self) -> int:
-        """``n_directions``, with ``"auto"`` the resolved strategy's default."""
-        if self.n_directions == "auto":
-            return STRATEGIES[self._resolved_strategy()].default_directions
-        return self.n_directions
-
     def _lambda_path(self, validated: bool = False) -> tuple[float, ...]:
         # one search per fit: a λ path would multiply the queries
         return super()._lambda_path(validated=False)
@@ -717,8 +707,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         project = numpy_projection(space, self.max_norm)
         strategy = STRATEGIES[self._resolved_strategy()](momentum=self.momentum,
                                               step_decay=self.step_decay, project=project)
-        n_directions = self._resolved_directions()
-        probed = strategy.probed_directions(n_directions, space.n_params)
+        probed = strategy.probed_directions(self.n_directions, space.n_params)
         if self._continuing():
             # from where the search stood, which the guard's choice (edit_) may not be
             theta = getattr(self, "_search_param", None)
@@ -767,7 +756,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         try:
             zeroth_order_search(
                 loss, theta, state, strategy, n_samples=len(X), batch_size=self.batch_size,
-                n_directions=n_directions, max_iter=max_iter, n_iter=self.n_iter_,
+                n_directions=self.n_directions, max_iter=max_iter, n_iter=self.n_iter_,
                 remaining=None if self._encoder is None else lambda: self._meter.remaining,
                 on_iteration=on_iteration)
             finished = True

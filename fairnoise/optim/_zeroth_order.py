@@ -310,8 +310,6 @@ class Strategy(ABC):
     drop_last: ClassVar[bool] = False
     #: whether :meth:`update` reads the residual vectors (``evaluate.residuals``)
     needs_residuals: ClassVar[bool] = False
-    #: directions per iteration where the estimator's ``n_directions`` is ``"auto"``
-    default_directions: ClassVar[int] = 10
 
     def __init__(self, *, momentum: float, step_decay: float,
                  project: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -426,10 +424,6 @@ class GaussNewtonSearch(Strategy):
 
     #: initial, smallest and largest Levenberg–Marquardt damping ``μ``
     DAMPING = (1e-3, 1e-4, 1e4)
-    #: 14 probes and the two leading points: an iteration of 16 independent queries, whole
-    #: rounds at 2, 4, 8 or 16 concurrent calls (10 probes would leave 4 of the second
-    #: round's 8 threads idle), and 14 of the 16 parameters of a 4 × 4 mask
-    default_directions = 14
 
     def probed_directions(self, n_directions: int, n_params: int) -> int:
         # orthonormal directions: at most one per parameter (first_round's QR)

@@ -15,19 +15,18 @@ same frozen encoder, and scores on the same unconfounded test set:
   (it saves one DNE fit per seed on Lite0);
 * **DNE (defaults)**: ``DebiasedNoiseTransformer()`` with ``y`` given;
 * **GeZO (defaults)**: ``GeZONoiseTransformer()`` with ``y`` given, its query budget set
-  to 5 × the images DNE (defaults) passed through the encoder in the same seed (the
-  default ``strategy="auto"`` searches the mask with Gauss–Newton steps);
+  to 5 × the images DNE (defaults) passed through the encoder in the same seed;
 * **GeZO (small steps)** (``--small-steps`` only): the same, with the search in small
   steps (``SMALL_STEPS`` of ``benchmarks/gezo_queries.py``: 3 directions, step 0.3,
-  batches of 48, ``strategy="spsa"``) and the same budget; its targets and never-harm
-  line are reported beside the defaults';
-* **GeZO (spsa)** (``--spsa`` only): the same, with ``strategy="spsa"`` (antithetic
-  two-point estimates with Adam, the default strategy before ``"auto"``) and the same
-  budget, reported beside the defaults;
-* **GeZO (small steps, then spsa)** (``--schedule`` only): one search over the same
-  budget in two warm-started fits of ``strategy="spsa"``: small steps for the first
-  ``SCHEDULE_SHARE`` (20 %) of the budget, then the default ``n_directions`` and
-  ``batch_size`` for the rest (the step continues from where the first fit left it);
+  batches of 48) and the same budget; its targets and never-harm line are reported
+  beside the defaults';
+* **GeZO (Gauss–Newton)** (``--gauss-newton`` only): the same, with
+  ``strategy="gauss_newton"`` (Levenberg–Marquardt steps on the objective's residual
+  vector, one probe per direction) and the same budget, reported beside the defaults;
+* **GeZO (small steps, then defaults)** (``--schedule`` only): one search over the same
+  budget in two warm-started fits: small steps for the first ``SCHEDULE_SHARE`` (20 %) of
+  the budget, then the default ``n_directions`` and ``batch_size`` for the rest (the
+  step continues from where the first fit left it);
 * **LEACE**: ``concept_erasure.LeaceEraser`` fitted on the ERM training embeddings and the
   one-hot group, applied to the training and test embeddings;
 * **CorrelationRemover**: fairlearn's, ``alpha=1``, on the ERM embeddings with the
@@ -136,9 +135,9 @@ import numpy as np
 import pandas as pd
 import sklearn
 import torch
-from gezo_queries import (  # this folder's GeZO benchmark: its small steps, SPSA
+from gezo_queries import (  # this folder's GeZO benchmark: its small steps, Gauss–Newton
+    GAUSS_NEWTON_STEPS,
     SMALL_STEPS,
-    SPSA_STEPS,
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -157,11 +156,11 @@ from fairnoise.plotting import method_colour
 ERM, ORACLE = "ERM", "Oracle"
 DNE_PAPER, DNE_PREV, DNE = "DNE (paper)", "DNE (previous defaults)", "DNE (defaults)"
 GEZO, GEZO_SMALL = "GeZO (defaults)", "GeZO (small steps)"
-GEZO_SCHEDULE = "GeZO (small steps, then spsa)"
-GEZO_SPSA = "GeZO (spsa)"
+GEZO_SCHEDULE = "GeZO (small steps, then defaults)"
+GEZO_GN = "GeZO (Gauss–Newton)"
 LEACE, CR = "LEACE", "CorrelationRemover"
-METHODS = (ERM, DNE_PAPER, DNE_PREV, DNE, GEZO, GEZO_SMALL, GEZO_SCHEDULE, GEZO_SPSA, LEACE,
-           CR, ORACLE)
+METHODS = (ERM, DNE_PAPER, DNE_PREV, DNE, GEZO, GEZO_SMALL, GEZO_SCHEDULE, GEZO_GN, LEACE, CR,
+           ORACLE)
 #: one colour per method, the same in every panel and figure (fairnoise.plotting's map)
 METHOD_COLOURS = {m: method_colour(m) for m in METHODS}
 PAPER = dict(edit="additive", objective="neg_ce", conditional=False, lambda_reg=1e-3,
@@ -190,7 +189,7 @@ CV_FOLDS = 5
 #: efficacy targets) judge, and the paired bootstrap behind its intervals: resamples of
 #: the test set (stratified by group × class), the same ones for every method of a seed,
 #: and the interval's coverage
-GEZO_ROWS = (GEZO, GEZO_SMALL, GEZO_SCHEDULE, GEZO_SPSA)
+GEZO_ROWS = (GEZO, GEZO_SMALL, GEZO_SCHEDULE, GEZO_GN)
 HARM_METHODS = (DNE, *GEZO_ROWS)
 HARM_BOOT = 500
 HARM_LEVEL = 0.95
@@ -401,7 +400,7 @@ def run_seed(tr: dict, te: dict, encoder: torch.nn.Module, seed: int, *, oracle:
              dne_epochs: int | None, mlp: bool, log, cache: dict | None = None,
              key: tuple = (), previous: bool = True,
              small_steps: bool = False, schedule: bool = False,
-             spsa: bool = False) -> list[dict]:
+             gauss_newton: bool = False) -> list[dict]:
     """Fit every method on one training set and score it on the test set."""
     cache = {} if cache is None else cache
     enc = TorchEncoder(encoder, batch_size=256)
@@ -448,8 +447,8 @@ def run_seed(tr: dict, te: dict, encoder: torch.nn.Module, seed: int, *, oracle:
     # (row, parameters, parameters of a first warm-started fit on part of the budget)
     searches = ([(GEZO, {}, None)] + ([(GEZO_SMALL, SMALL_STEPS, None)] if small_steps
                                       else [])
-                + ([(GEZO_SCHEDULE, SPSA_STEPS, SMALL_STEPS)] if schedule else [])
-                + ([(GEZO_SPSA, SPSA_STEPS, None)] if spsa else []))
+                + ([(GEZO_SCHEDULE, {}, SMALL_STEPS)] if schedule else [])
+                + ([(GEZO_GN, GAUSS_NEWTON_STEPS, None)] if gauss_newton else []))
     budget = GEZO_BUDGET_FACTOR * dne_images
     for name, params, first in searches:
         counting.images = 0
@@ -518,24 +517,24 @@ def csv_split(path: str, image_root: str | None, image_size: int, seed: int):
 
 def estimate_seconds(encoder: str, n_train: int, n_test: int, n_runs: int, epochs: int,
                      previous: bool, mlp: bool = True, small_steps: bool = False,
-                     schedule: bool = False, spsa: bool = False) -> float:
+                     schedule: bool = False, gauss_newton: bool = False) -> float:
     """A rough wall time on 2 cores: encoder images over the encoder's measured speed.
 
     Per (scenario, seed): three or four DNE fits of up to ``epochs`` epochs (about half
     that on average, early stopping), GeZO's 5× budget of forward passes, the
     transforms and the clean embeddings, about 2 s of set-up per fit, and the probes and
     heads of every method (about 2.5 s per 1,000 images with the MLP probe, 1.2 without);
-    ``small_steps``, ``schedule`` and ``spsa`` add a GeZO fit each.
+    ``small_steps``, ``schedule`` and ``gauss_newton`` add a GeZO fit each.
     """
     speed = ENCODERS[encoder]
     n_dne = 3 + int(previous)
     dne_images = n_train * (1 + epochs / 2)
     backward = n_dne * dne_images
-    n_gezo = 1 + int(small_steps) + int(schedule) + int(spsa)
+    n_gezo = 1 + int(small_steps) + int(schedule) + int(gauss_newton)
     forward = (n_gezo * GEZO_BUDGET_FACTOR * dne_images
                + (n_dne + n_gezo + 2) * (n_train + n_test))
     n_methods = (len(METHODS) - int(not previous) - int(not small_steps) - int(not schedule)
-                 - int(not spsa))
+                 - int(not gauss_newton))
     scoring = (2.5 if mlp else 1.2) * n_methods * (n_train + n_test) / 1000
     per_run = (backward / speed["fwd_bwd"] + forward / speed["fwd"] + scoring
                + 2.0 * (n_dne + 1))
@@ -775,9 +774,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schedule", action="store_true",
                         help="also fit GeZO in small steps for the first 20 %% of the budget, "
                              "then at the default directions and batch size (warm start)")
-    parser.add_argument("--spsa", action="store_true",
-                        help="also fit GeZO with strategy='spsa' (the default before 'auto') "
-                             "at the same budget, reported beside the defaults")
+    parser.add_argument("--gauss-newton", action="store_true",
+                        help="also fit GeZO with strategy='gauss_newton' at the same budget, "
+                             "reported beside the defaults")
     parser.add_argument("--csv", help="an on-disk data set: CSV of path, label, group")
     parser.add_argument("--image-root", help="folder the CSV's paths start from")
     parser.add_argument("--quick", action="store_true",
@@ -813,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         n_train, n_test = sizes_n[encoder]
         seconds = estimate_seconds(encoder, n_train, n_test, runs, epochs, previous,
                                    mlp=not args.quick, small_steps=args.small_steps,
-                                   schedule=args.schedule, spsa=args.spsa)
+                                   schedule=args.schedule, gauss_newton=args.gauss_newton)
         log(f"estimated wall time on 2 cores, {encoder}: ~{seconds / 60:.1f} min "
             f"({runs} scenario × seed runs, {n_train} train / {n_test} test images)")
 
@@ -832,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows += run_seed(tr, te, module, seed, oracle=False, dne_epochs=dne_epochs,
                                  mlp=not args.quick, log=log, previous=previous,
                                  small_steps=args.small_steps,
-                                 schedule=args.schedule, spsa=args.spsa)
+                                 schedule=args.schedule, gauss_newton=args.gauss_newton)
             frames[(encoder, Path(args.csv).name)] = pd.DataFrame(rows)
             continue
         for scenario in scenarios:
@@ -846,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
                                  mlp=not args.quick, log=log, cache=cache,
                                  key=(encoder, scenario, seed), previous=previous,
                                  small_steps=args.small_steps,
-                                 schedule=args.schedule, spsa=args.spsa)
+                                 schedule=args.schedule, gauss_newton=args.gauss_newton)
             frames[(encoder, scenario)] = pd.DataFrame(rows).assign(encoder=encoder)
     minutes = (time.perf_counter() - start) / 60
 

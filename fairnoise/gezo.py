@@ -2,10 +2,9 @@
 
 The encoder φ is a black box, typically a paid, slow, rate-limited embedding API: the
 search only sees φ's outputs on the inputs it sends, and pays for every image. The probe
-and the loss are local. The search itself (its loop, state and strategies,
-``"gauss_newton"``, ``"spsa"`` and ``"greedy"``) lives in :mod:`fairnoise.optim`; this
-module glues it to the estimator's parameters and holds the query budget and the
-failure/resume contract.
+and the loss are local. The search itself (its loop, state and strategies, ``"spsa"`` and
+``"greedy"``) lives in :mod:`fairnoise.optim`; this module glues it to the estimator's
+parameters and holds the query budget and the failure/resume contract.
 """
 
 from __future__ import annotations
@@ -165,28 +164,24 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
     min_leakage_drop : float, default=0.02
         Smallest drop of validation conditional leakage (AUC) that counts as removing
         something (about the leakage estimate's noise on a few hundred samples).
-    strategy : {"auto", "gauss_newton", "spsa", "greedy"}, default="auto"
-        How the edit is searched. ``"gauss_newton"`` (``objective="mean_gap"`` only):
-        one probe per direction, ``min(n_directions, n_params)`` orthonormal directions,
-        each response read as the whole vector of group-mean differences, not one loss,
-        and a Levenberg–Marquardt step on them; ``step_size`` is then the probes' scale
-        and ``momentum`` is not used. ``"spsa"``: antithetic two-point gradient
-        estimates with Adam (any objective). ``"greedy"``: the paper's greedy search,
-        done right. ``"auto"``: ``"gauss_newton"`` for ``edit="masked"`` with
-        ``objective="mean_gap"`` (the defaults), where it reached the paper's greedy
-        search's objective with 10 times fewer images on the stand-in's marker and
-        text (``benchmarks/gezo_queries.py``); ``"spsa"`` otherwise. The fitted
-        ``strategy_`` names the one used. See
-        :mod:`fairnoise.optim`.
+    strategy : {"spsa", "greedy", "gauss_newton"}, default="spsa"
+        ``"spsa"``: antithetic two-point gradient estimates with Adam. ``"greedy"``: the
+        paper's greedy search, done right. ``"gauss_newton"`` (``objective="mean_gap"``
+        only): one probe per direction, ``min(n_directions, n_params)`` orthonormal
+        directions, each response read as the whole vector of group-mean differences,
+        not one loss, and a Levenberg–Marquardt step on them; ``step_size`` is then the
+        probes' scale and ``momentum`` is not used. It lowers the search's objective
+        with far fewer images (``benchmarks/gezo_queries.py``); end to end with the
+        guard it is measured beside the defaults in ``benchmarks/compare.py
+        --gauss-newton``. See :mod:`fairnoise.optim`.
     n_directions : int, default=10
-        Random directions per iteration: ``"spsa"`` and ``"greedy"`` score each with
-        both signs, ``"gauss_newton"`` probes each once (at most one per parameter). On a
-        small budget (a few thousand images), fewer directions on smaller batches
-        (``strategy="spsa", n_directions=3, batch_size=48, step_size=0.3``: seven times as
-        many, cheaper iterations) lower the SPSA objective several times faster per image
-        (``benchmarks/gezo_queries.py``); the defaults are the settings measured end to end
-        with the guard at larger budgets (``benchmarks/compare.py``). With 3, an
-        ``"spsa"`` iteration is 8 independent queries: one round trip at ``n_jobs=8``.
+        Random directions per iteration, each scored with both signs. On a small budget
+        (a few thousand images), fewer directions on smaller batches (``n_directions=3,
+        batch_size=48, step_size=0.3``: seven times as many, cheaper iterations) lower the
+        objective several times faster per image (``benchmarks/gezo_queries.py``); the
+        defaults are the settings measured end to end with the guard at larger budgets
+        (``benchmarks/compare.py``). With 3, an ``"spsa"`` iteration is 8 independent
+        queries: one round trip at ``n_jobs=8``.
     step_size : float, default=0.2
         Initial step :math:`s`, in parameter units (input units for noise, mask fraction
         for the mask): the scale of the random perturbations and, for ``"spsa"``, Adam's
@@ -201,8 +196,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         Most passes over the training inputs, counted over warm-started fits. An epoch
         is ``ceil(n_samples / batch_size)`` iterations and sends about
         ``(2 * n_directions + 1) * n_samples`` images (``"greedy"``; one more
-        ``n_samples`` for ``"spsa"``; ``(d + 2) * n_samples`` for ``"gauss_newton"``,
-        ``d = min(n_directions, n_params)``).
+        ``n_samples`` for ``"spsa"``).
     max_queries : int or None, default=None
         Budget: most images sent to the encoder, counted over warm-started fits, the
         embedding of the training inputs for the probe included. Never exceeded: the
@@ -292,8 +286,6 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
     n_queries_attempted_ : int
         Images sent to the encoder in any call during ``fit``, failed and malformed ones
         included (what a provider that bills every call charges), over warm-started fits.
-    strategy_ : str
-        The search strategy the fit used: ``strategy``, with ``"auto"`` resolved.
     search_state_ : SearchState
         Step size, velocity or Adam moments and random state, for ``warm_start``.
 
@@ -328,7 +320,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         "encoder": [None, callable, torch.nn.Module, TorchEncoder, CallableEncoder],
         "noise_resolution": [StrOptions({"auto"}),
                              *BaseNoiseTransformer._parameter_constraints["noise_resolution"]],
-        "strategy": [StrOptions({"auto", *STRATEGIES})],
+        "strategy": [StrOptions(set(STRATEGIES))],
         "n_directions": [Interval(numbers.Integral, 1, None, closed="left")],
         "step_size": [Interval(numbers.Real, 0, None, closed="neither")],
         "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
@@ -360,7 +352,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
         validation_fraction: float | None = 0.2,
         auc_tolerance: float = 0.01,
         min_leakage_drop: float = 0.02,
-        strategy: str = "auto",
+        strategy: str = "spsa",
         n_directions: int = 10,
         step_size: float = 0.2,
         momentum: float = 0.9,
@@ -412,9 +404,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
 
         The training inputs are embedded once for the probe (``n_samples`` images), then
         each search iteration sends up to ``(2 * n_directions + 2) * batch_size`` edited
-        images (``"spsa"``; one ``batch_size`` less for ``"greedy"``;
-        ``(d + 2) * batch_size`` for ``"gauss_newton"``, ``d = min(n_directions,
-        n_params)``).
+        images (``"spsa"``; one ``batch_size`` less for ``"greedy"``).
 
         **Budget.** ``max_queries`` is checked before every call: no call is sent that
         could take the images sent past it (counted over warm-started fits). The last
@@ -463,13 +453,11 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             overflowed (``step_size`` far too large; the best edit so far is kept).
         """
         self._validate_params()
-        if (STRATEGIES[self._resolved_strategy()].needs_residuals
-                and self.objective not in SUM_OF_SQUARES):
+        if STRATEGIES[self.strategy].needs_residuals and self.objective not in SUM_OF_SQUARES:
             raise ValueError(
                 f"strategy={self.strategy!r} models the residual vector of the 'mean_gap' "
                 f"objective, and objective={self.objective!r} has none. Use "
                 "objective='mean_gap', or strategy='spsa' with this objective.")
-        self.strategy_ = self._resolved_strategy()
         spent, attempted = ((getattr(self, "n_queries_", 0),
                              getattr(self, "n_queries_attempted_", 0))
                             if self.warm_start else (0, 0))
@@ -688,15 +676,6 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             meter.limit += held
 
     # -- step 2 ---------------------------------------------------------------------------
-    def _resolved_strategy(self) -> str:
-        """The search strategy ``strategy`` names; ``"auto"``: Gauss–Newton where the
-        objective is a sum of squares and the edit a mask, SPSA otherwise."""
-        if self.strategy != "auto":
-            return self.strategy
-        if self.objective in SUM_OF_SQUARES and self.edit == "masked":
-            return "gauss_newton"
-        return "spsa"
-
     def _lambda_path(self, validated: bool = False) -> tuple[float, ...]:
         # one search per fit: a λ path would multiply the queries
         return super()._lambda_path(validated=False)
@@ -705,8 +684,8 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
                   held_out: Any = None, warm: bool = False) -> None:
         space = self._space
         project = numpy_projection(space, self.max_norm)
-        strategy = STRATEGIES[self._resolved_strategy()](momentum=self.momentum,
-                                              step_decay=self.step_decay, project=project)
+        strategy = STRATEGIES[self.strategy](momentum=self.momentum, step_decay=self.step_decay,
+                                             project=project)
         probed = strategy.probed_directions(self.n_directions, space.n_params)
         if self._continuing():
             # from where the search stood, which the guard's choice (edit_) may not be
@@ -780,7 +759,7 @@ class GeZONoiseTransformer(BaseNoiseTransformer):
             ran = self.n_iter_ - start_iter
             if strategy.n_leading == 2 and ran == 1:
                 per_iteration = (strategy.points_per_direction * probed + 2) * self.batch_size
-                why = (f"{self.strategy_!r} scores a step on the batch of the iteration after "
+                why = (f"{self.strategy!r} scores a step on the batch of the iteration after "
                        "the one that proposes it, so a single iteration cannot move the edit. "
                        f"Raise max_queries (an iteration sends up to {per_iteration} images "
                        "here), or lower n_directions or batch_size")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import threading
-import time
 import warnings
 
 import numpy as np
@@ -14,7 +12,6 @@ from conftest import make_encoder, make_marker_images
 
 from fairnoise import GeZONoiseTransformer
 from fairnoise.edits import NoiseSpace
-from fairnoise.encoders import CallableEncoder
 from fairnoise.objectives import Adversary, mean_gap, mean_gap_residuals
 from fairnoise.optim import (
     STRATEGIES,
@@ -207,74 +204,3 @@ def test_on_marker_images_it_lowers_the_loss_below_spsa_at_the_same_budget():
         assert t.n_queries_ <= 3_000
         curves[name] = min(t.loss_curve_)
     assert curves["gauss_newton"] < 0.5 * curves["spsa"]
-
-
-class _CountingAPI:
-    """A stand-in API: the module's embeddings, counting the calls in flight at once."""
-
-    def __init__(self, latency: float = 0.0) -> None:
-        self.encoder, self.latency = make_encoder(), latency
-        self.in_flight = self.max_in_flight = 0
-        self.lock = threading.Lock()
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        with self.lock:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            time.sleep(self.latency)
-            with torch.no_grad():
-                return self.encoder(torch.as_tensor(batch)).numpy()
-        finally:
-            with self.lock:
-                self.in_flight -= 1
-
-
-def _fit(encoder=None, **params) -> GeZONoiseTransformer:
-    X, y, a = make_marker_images(n=64)
-    params = dict(max_epochs=1, batch_size=32, noise_resolution=4, random_state=0,
-                  validation_fraction=None) | params
-    t = GeZONoiseTransformer(make_encoder() if encoder is None else encoder, **params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return t.fit(X, y, sensitive_features=a)
-
-
-@pytest.mark.parametrize(("params", "expected"), [
-    ({}, "gauss_newton"),
-    (dict(edit="additive"), "spsa"),
-    (dict(objective="confusion"), "spsa"),
-    (dict(objective="neg_ce"), "spsa"),
-    (dict(strategy="spsa"), "spsa"),
-    (dict(strategy="greedy"), "greedy"),
-    (dict(strategy="gauss_newton"), "gauss_newton"),
-])
-def test_auto_is_gauss_newton_for_the_masked_mean_gap_and_spsa_otherwise(params, expected):
-    t = _fit(**params)
-    assert t.strategy == params.get("strategy", "auto")  # the parameter is left as given
-    assert t.strategy_ == expected
-
-
-def test_the_defaults_are_gauss_newton_with_10_directions():
-    default, explicit = _fit(), _fit(strategy="gauss_newton", n_directions=10)
-    np.testing.assert_array_equal(default.edit_.param, explicit.edit_.param)
-    assert default.loss_curve_ == explicit.loss_curve_
-    assert default.n_queries_ == explicit.n_queries_
-    spsa = _fit(strategy="spsa")
-    assert spsa.n_queries_ != default.n_queries_
-
-
-def test_a_default_iteration_is_12_independent_queries():
-    # the current point, the last proposal and 10 probes, one call each: all in flight
-    api = _CountingAPI(latency=0.1)
-    t = _fit(CallableEncoder(api, batch_size=32, retry_delay=0), n_jobs=16)
-    assert t.n_iter_ == 2 and api.max_in_flight == 12
-    # the probe's pass, the first iteration's 11 points (the proposal is the current
-    # point), then 12
-    assert t.n_queries_ == 64 + (11 + 12) * 32
-
-
-@pytest.mark.parametrize("value", ["auto", 0, 2.5])
-def test_a_bad_n_directions_is_a_value_error_naming_it(value):
-    with pytest.raises(ValueError, match="n_directions"):
-        _fit(n_directions=value)

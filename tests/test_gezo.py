@@ -26,8 +26,7 @@ from fairnoise.optim import SearchState
 ENC = make_encoder()
 X, Y, A = make_marker_images(n=160)
 N, B = len(X), 64  # an epoch: batches of 64, 64 and 32 inputs
-SMALL = dict(strategy="spsa", batch_size=B, n_directions=3, noise_resolution=4,
-             random_state=0)
+SMALL = dict(batch_size=B, n_directions=3, noise_resolution=4, random_state=0)
 
 
 class FakeAPI:
@@ -407,8 +406,8 @@ def test_three_directions_make_an_iteration_one_round_trip_at_eight_threads():
     # the current point, the last proposal and 3 pairs: all independent, all in flight
     api = FakeAPI(latency=0.02)
     GeZONoiseTransformer(CallableEncoder(api, batch_size=64, retry_delay=0),
-                         strategy="spsa", n_directions=3, batch_size=48, step_size=0.3,
-                         max_epochs=1, n_jobs=8, validation_fraction=None,
+                         n_directions=3, batch_size=48, step_size=0.3, max_epochs=1,
+                         n_jobs=8, validation_fraction=None,
                          random_state=0).fit(X, Y, sensitive_features=A)
     assert api.max_in_flight == 2 * 3 + 2
 
@@ -439,8 +438,8 @@ def test_the_edit_lowers_a_retrained_probes_leakage(strategy):
 def test_three_string_groups_and_a_module_encoder():
     X3, y3, a3 = make_marker_images(n=150, groups=3)
     groups = np.array(["f", "m", "x"])[a3]
-    t = GeZONoiseTransformer(ENC, strategy="spsa", max_epochs=1, batch_size=B,
-                             random_state=0, validation_fraction=None)
+    t = GeZONoiseTransformer(ENC, max_epochs=1, batch_size=B, random_state=0,
+                             validation_fraction=None)
     Z = t.fit(X3, y3, sensitive_features=groups).transform(X3)
     assert Z.shape == (150, 64) and list(t.classes_sensitive_) == ["f", "m", "x"]
     # the probe's pass, then 2 * 10 + 2 losses per input (one fewer on the first batch)
@@ -581,7 +580,7 @@ def test_progress_bar_total_is_what_the_budget_lets_run(monkeypatch, strategy, b
     api = FakeAPI()
     epochs = 2 if budget is None else 1000
     t = GeZONoiseTransformer(CallableEncoder(api, batch_size=B), max_queries=budget,
-                             max_epochs=epochs, verbose=1, **(SMALL | dict(strategy=strategy)))
+                             max_epochs=epochs, strategy=strategy, verbose=1, **SMALL)
     t.fit(X, Y, sensitive_features=A)
     (bar,) = _RecordingBar.bars
     assert bar.first_total == bar.final_total == bar.n == t.n_iter_ > 0

@@ -21,8 +21,8 @@ X, Y, A = make_marker_images(n=160)
 N, B = len(X), 64
 
 WHITE = dict(max_epochs=1, batch_size=B, random_state=0, validation_fraction=None)
-BLACK = dict(strategy="spsa", batch_size=B, n_directions=3, noise_resolution=4,
-             random_state=0, validation_fraction=None)
+BLACK = dict(batch_size=B, n_directions=3, noise_resolution=4, random_state=0,
+             validation_fraction=None)
 
 def embed(batch: np.ndarray) -> np.ndarray:
     with torch.no_grad():

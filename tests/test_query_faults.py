@@ -20,8 +20,7 @@ ENC = make_encoder()
 X, Y, A = make_marker_images(n=160)
 N, B = len(X), 64
 
-BLACK = dict(strategy="spsa", batch_size=B, n_directions=3, noise_resolution=4,
-             random_state=0)
+BLACK = dict(batch_size=B, n_directions=3, noise_resolution=4, random_state=0)
 
 def embed(batch: np.ndarray) -> np.ndarray:
     with torch.no_grad():

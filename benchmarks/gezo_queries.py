@@ -377,7 +377,12 @@ WALL_RUNS = [("spsa, search only", dict(strategy="spsa"), False),
              ("spsa, small steps, search only", SMALL_STEPS, False),
              ("spsa, small steps, guarded", SMALL_STEPS, True),
              ("gauss_newton, search only", GAUSS_NEWTON_STEPS, False),
-             ("gauss_newton, guarded", GAUSS_NEWTON_STEPS, True)]
+             ("gauss_newton, guarded", GAUSS_NEWTON_STEPS, True),
+             # 14 probes: 16 calls an iteration, two full rounds at n_jobs=8
+             ("gauss_newton, 14 probes, search only",
+              GAUSS_NEWTON_STEPS | dict(n_directions=14), False),
+             ("gauss_newton, 14 probes, guarded",
+              GAUSS_NEWTON_STEPS | dict(n_directions=14), True)]
 REACH_HEADER = ("| scenario | greedy: images | greedy: val. objective | defaults: images | "
                 "ratio | small steps: images | ratio | Gauss–Newton: images | ratio |\n"
                 "|---|---|---|---|---|---|---|---|---|")
@@ -547,7 +552,8 @@ its recorded response, a hash of every pixel). Times are the fastest of three fi
 (the client's CPU work is slowed at random by other jobs on a shared machine; the waiting
 is not). An iteration is 22 independent calls for the default spsa (three rounds at
 `n_jobs=8`), 8 for the small steps (one round) and 12 for Gauss–Newton (its 10 probes,
-the current point and the proposal: two rounds, the second a half). "waiting s": calls
+the current point and the proposal: two rounds, the second a half; with 14 probes, 16:
+two full rounds). "waiting s": calls
 × 50 ms, the serial floor. "most in flight": the most calls the
 threaded fit had open at once. "identical": both timed fits found exactly the recorded
 fit's edit and spent the same images. The issue's target: n_jobs=8 at most 1/5
